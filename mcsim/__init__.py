@@ -2,7 +2,8 @@
 
 from .errors import ScenarioError
 from .scenario import Scenario, load_scenario
+from .market import MarketPaths, simulate_market
 
 __version__ = "0.1.0"
 
-__all__ = ["ScenarioError", "Scenario", "load_scenario", "__version__"]
+__all__ = ["ScenarioError", "Scenario", "load_scenario", "MarketPaths", "simulate_market", "__version__"]
