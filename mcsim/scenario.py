@@ -381,6 +381,8 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _fmt(v: Any) -> str:
+    if isinstance(v, np.generic):
+        v = v.item()
     if isinstance(v, (dict, list, tuple)):
         try:
             return json.dumps(v, default=str)
