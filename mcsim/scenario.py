@@ -148,7 +148,7 @@ class Underlying:
         lam = np.array(self.jump_intensity)
         jm = np.array(self.jump_mean)
         js = np.array(self.jump_std)
-        return np.sqrt(vol**2 + lam * (jm**2 + js**2)) + np.array(self.implied_vol.premium)
+        return np.hypot(vol, np.sqrt(lam * (jm**2 + js**2))) + np.array(self.implied_vol.premium)
 
 
 @dataclass(frozen=True)
