@@ -97,10 +97,11 @@ def simulate_block(
             if shock_ret[t, u] != 0.0 or shock_iv[t, u] != 0.0:
                 has_shock[t] = True
 
-    if n_u == 1 and not any_jump:
-        _gbm_one(gen, n_skip, n_take, dst, spot0[0], log_spot0[0], drift[:, 0], vol_sdt[:, 0],
-                 chol[:, 0, 0], init_cdf, trans_cdf, iv_base[:, 0], iv_floor[0], iv_decay[0],
-                 iv_beta[0], shock_ret[:, 0], shock_iv[:, 0], has_shock, spot, atm_iv, regime)
+    if n_u == 1:
+        _one(gen, n_skip, n_take, dst, spot0[0], log_spot0[0], drift[:, 0], vol_sdt[:, 0],
+             chol[:, 0, 0], lam_dt[:, 0], jump_mean[:, 0], jump_std[:, 0], any_jump, init_cdf,
+             trans_cdf, iv_base[:, 0], iv_floor[0], iv_decay[0], iv_beta[0], shock_ret[:, 0],
+             shock_iv[:, 0], has_shock, spot, atm_iv, regime)
         return
 
     x = np.empty(n_u)
@@ -147,16 +148,14 @@ def simulate_block(
                         if nj > 0:
                             ret[u] += nj * jump_mean[r, u] + math.sqrt(nj) * jump_std[r, u] * gen.standard_normal()
             if n_reg > 1:
-                r = _search(trans_cdf[r], gen.random())
+                r = _next_regime(trans_cdf, r, gen.random())
             shocked = has_shock[t]
             for u in range(n_u):
                 xr = ret[u]
                 if shocked:
                     xr += shock_ret[t, u]
                 x[u] += xr
-                e = exc[u] * iv_decay[u]
-                if xr < 0.0:
-                    e -= iv_beta[u] * xr
+                e = exc[u] * iv_decay[u] + iv_beta[u] * max(-xr, 0.0)
                 if shocked:
                     e += shock_iv[t, u]
                 exc[u] = e
@@ -168,50 +167,71 @@ def simulate_block(
 
 
 @njit(cache=True, nogil=True)
-def _gbm_one(gen, n_skip, n_take, dst, s0, x0, drift, vol_sdt, c00, init_cdf, trans_cdf,
-             iv_base, iv_floor, iv_decay, iv_beta, shock_ret, shock_iv, has_shock,
-             spot, atm_iv, regime):
-    """One underlying, no jumps: the same draws as the general loop, state in registers."""
+def _next_regime(trans_cdf, r, u):
+    """Inverse CDF over row r of the per-step transition matrix."""
+    n = trans_cdf.shape[1]
+    for j in range(n - 1):
+        if u < trans_cdf[r, j]:
+            return j
+    return n - 1
+
+
+@njit(cache=True, nogil=True)
+def _one(gen, n_skip, n_take, dst, s0, x0, drift, vol_sdt, c00, lam_dt, jump_mean, jump_std,
+         jumps, init_cdf, trans_cdf, iv_base, iv_floor, iv_decay, iv_beta, shock_ret, shock_iv,
+         has_shock, spot, atm_iv, regime):
+    """One underlying: the same draws as the general loop, per-path state in registers."""
     n_reg = init_cdf.shape[0]
     n_steps = spot.shape[1] - 1
+    a = np.empty(n_reg)
     sd = np.empty(n_reg)
+    h = np.empty(n_reg)
+    jm = np.empty(n_reg)
+    js = np.empty(n_reg)
+    base = np.empty(n_reg)
     for r in range(n_reg):
+        a[r] = drift[r]
         sd[r] = vol_sdt[r] * c00[r]
+        h[r] = lam_dt[r]
+        jm[r] = jump_mean[r]
+        js[r] = jump_std[r]
+        base[r] = iv_base[r]
     for i in range(n_skip + n_take):
         write = i >= n_skip
         row = dst + i - n_skip
         r = 0
         if n_reg > 1:
             r = _search(init_cdf, gen.random())
+        budget = 0.0
+        if jumps:
+            budget = gen.standard_exponential()
         x = x0
         e = 0.0
         if write:
             regime[row, 0] = r
             spot[row, 0, 0] = s0
-            atm_iv[row, 0, 0] = max(iv_floor, iv_base[r])
-        if not write:
-            # Consume the path's draws only (same order as below).
-            for t in range(1, n_steps + 1):
-                gen.standard_normal()
-                if n_reg > 1:
-                    r = _search(trans_cdf[r], gen.random())
-            continue
+            atm_iv[row, 0, 0] = max(iv_floor, base[r])
         for t in range(1, n_steps + 1):
-            xr = drift[r] + sd[r] * gen.standard_normal()
+            xr = a[r] + sd[r] * gen.standard_normal()
+            if jumps:
+                hr = h[r]
+                if hr > 0.0 and budget <= hr:
+                    nj = 0
+                    while budget <= hr:
+                        hr -= budget
+                        nj += 1
+                        budget = gen.standard_exponential()
+                    xr += nj * jm[r] + math.sqrt(nj) * js[r] * gen.standard_normal()
+                budget -= hr
             if n_reg > 1:
-                r = _search(trans_cdf[r], gen.random())
+                r = _next_regime(trans_cdf, r, gen.random())
             if has_shock[t]:
                 xr += shock_ret[t]
-                x += xr
-                e = e * iv_decay
-                if xr < 0.0:
-                    e -= iv_beta * xr
-                e += shock_iv[t]
+                e = e * iv_decay + iv_beta * max(-xr, 0.0) + shock_iv[t]
             else:
-                x += xr
-                e = e * iv_decay
-                if xr < 0.0:
-                    e -= iv_beta * xr
-            spot[row, t, 0] = math.exp(x)
-            atm_iv[row, t, 0] = max(iv_floor, iv_base[r] + e)
-            regime[row, t] = r
+                e = e * iv_decay + iv_beta * max(-xr, 0.0)
+            x += xr
+            if write:
+                spot[row, t, 0] = math.exp(x)
+                atm_iv[row, t, 0] = max(iv_floor, base[r] + e)
+                regime[row, t] = r
