@@ -1,0 +1,801 @@
+"""Plain-Python reference of every mcsim strategy: one path, one step, one event at a time.
+
+This is the oracle the numba kernels are compared with (``tests/test_reference_vs_kernels.py``)
+and the baseline of the benchmarks. It is written from ``docs/semantics.md`` alone: it shares
+only the scalar pricing functions of ``mcsim.pricing`` and the scenario dataclasses with the
+package, nothing of ``mcsim.strategies`` or ``mcsim.engine``.
+
+Readability comes first: positions are small objects, the portfolio is one object, and every
+event of the step order of docs/semantics.md ("Order of events at the close of step t") is one
+method of ``PathRun``, called in that order by ``PathRun.step``.
+
+Units: steps are trading days, ``tau`` is years, strikes, fills and credits are per share, cash
+and P&L are dollars, one contract is 100 shares.
+
+Entry point: ``run_reference(scenario, rules, spot, atm_iv, regime)`` with ``rules`` a
+``StrategyRules`` or one of the baseline names ``"buy_and_hold"`` / ``"cash"``, and the arrays of
+one path: ``spot`` and ``atm_iv`` of shape (n_steps + 1, n_underlyings) in the scenario's
+underlying order, ``regime`` of shape (n_steps + 1,). Returns a dict with ``per_path`` (the
+per-path fields of "Result tables"), ``monthly`` (a list of dicts, one per month) and ``log``
+(the trade log, a list of dicts with the replay columns).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from mcsim.pricing import bs_delta_nb, bs_price_nb, round_strike_nb, smile_iv_nb, strike_for_delta_nb
+from mcsim.scenario import StrategyRules, calendar_days_to_steps
+
+__all__ = ["run_reference", "Position", "PathRun", "PER_PATH_FIELDS", "MONTHLY_FIELDS", "LOG_FIELDS"]
+
+SHARES_PER_CONTRACT = 100.0
+
+PER_PATH_FIELDS = (
+    "final_equity", "total_return", "cagr", "ann_vol", "sharpe", "sortino", "max_drawdown",
+    "max_drawdown_days", "min_equity", "ruined", "premium_collected", "realised_pnl",
+    "options_sold", "puts_sold", "calls_sold", "spreads_sold", "assignments", "called_away",
+    "early_assignments", "expired_worthless", "rolls", "profit_takes", "stop_losses", "closes",
+    "trades_won", "trades_lost", "avg_win", "avg_loss", "days_in_shares", "capital_used",
+    "withdrawn", "shortfalls", "first_shortfall_month", "dominant_regime", "stressed_share",
+)
+MONTHLY_FIELDS = ("month", "premium", "realised_pnl", "mtm_return", "withdrawn", "shortfall",
+                  "equity", "partial")
+LOG_FIELDS = ("step", "action", "underlying", "kind", "strike", "expiry", "contracts", "price",
+              "spot", "iv", "cash", "equity")
+COUNTERS = ("options_sold", "puts_sold", "calls_sold", "spreads_sold", "assignments",
+            "called_away", "early_assignments", "expired_worthless", "rolls", "profit_takes",
+            "stop_losses", "closes")
+
+
+@dataclass
+class Position:
+    """One open short option (put or covered call) or bull put spread.
+
+    ``strike`` is the short strike; ``long_strike`` the spread's long strike (nan otherwise).
+    ``credit`` is the gross credit per share of the opening fill (spread: short fill - long
+    fill); ``open_cost`` the dollars of commission paid to open it.
+    """
+
+    u: int
+    kind: str  # "put" | "call" | "spread"
+    strike: float
+    long_strike: float
+    expiry: int
+    contracts: float
+    credit: float
+    rolls: int
+    open_cost: float
+
+    @property
+    def is_call(self) -> bool:
+        return self.kind == "call"
+
+    @property
+    def legs(self) -> int:
+        return 2 if self.kind == "spread" else 1
+
+
+def nearest_expiry(every: int, target: int, after: int) -> int:
+    """The listed expiry (a multiple k*every, k >= 1) after `after`, nearest `target`; ties later."""
+    candidates = []
+    k = 1
+    while k * every <= max(target, after) + every:
+        if k * every > after:
+            candidates.append(k * every)
+        k += 1
+    return min(candidates, key=lambda e: (abs(e - target), -e))
+
+
+class PathRun:
+    """One strategy (or baseline) on one path: the portfolio state and the step events."""
+
+    def __init__(self, scenario, rules, spot, atm_iv, regime):
+        self.sc = scenario
+        run = scenario.run
+        self.n = len(spot) - 1  # run.n_steps for simulated paths; hand-made lists may differ
+        self.spy = run.steps_per_year
+        self.dt = 1.0 / self.spy
+        self.r = run.risk_free_rate
+        self.M = run.month_steps
+        self.initial = run.initial_equity
+        self.costs = scenario.costs
+        self.spot = spot
+        self.atm = atm_iv
+        self.regime = regime
+        names = scenario.underlying_names
+        if isinstance(rules, StrategyRules):
+            self.name = rules.name
+            self.kind = rules.kind
+            self.rules = rules
+            self.unds = [names.index(u) for u in rules.underlyings]
+        elif rules == "buy_and_hold":
+            self.name, self.kind, self.rules = "buy_and_hold", "buy_and_hold", None
+            self.unds = list(range(len(names)))
+        elif rules == "cash":
+            self.name, self.kind, self.rules = "cash", "cash", None
+            self.unds = []
+        else:
+            raise ValueError(f"unknown strategy {rules!r}")
+        n_all = len(names)
+        self.names = names
+        self.q = [u.dividend_yield for u in scenario.underlyings]
+        self.skew = [u.implied_vol.skew for u in scenario.underlyings]
+        self.floor = [u.implied_vol.floor for u in scenario.underlyings]
+        self.strike_step = [u.strike_step for u in scenario.underlyings]
+        self.expiry_every = [u.expiry_every_days for u in scenario.underlyings]
+
+        # money state
+        self.cash = float(self.initial)
+        self.shares = [0.0] * n_all
+        self.purchase_price = [0.0] * n_all
+        self.cost_basis = [0.0] * n_all
+        self.cycle_premium = [0.0] * n_all
+        self.positions: list[Position] = []
+
+        # flows per step and counters
+        n1 = self.n + 1
+        self.premium_t = [0.0] * n1
+        self.realised_t = [0.0] * n1
+        self.withdrawn_t = [0.0] * n1
+        self.shortfall_t = [False] * n1
+        self.equity_t = [0.0] * n1
+        self.used_t = [0.0] * n1
+        self.in_shares_t = [False] * n1
+        self.count = {k: 0 for k in COUNTERS}
+        self.trade_pnls: list[float] = []
+        self.log: list[dict] = []
+        self.t = 0
+
+    # ------------------------------------------------------------------ market helpers
+    def S(self, u):
+        return float(self.spot[self.t, u])
+
+    def tau(self, expiry):
+        return (expiry - self.t) / self.spy
+
+    def iv(self, u, strike, expiry):
+        t = self.t
+        g = int(self.regime[t])
+        return smile_iv_nb(float(self.atm[t, u]), self.S(u), float(strike), self.tau(expiry), self.r,
+                           self.q[u], float(self.skew[u][g]), self.floor[u])
+
+    def option_mid(self, u, strike, expiry, is_call):
+        vol = self.iv(u, strike, expiry)
+        return bs_price_nb(self.S(u), float(strike), self.tau(expiry), self.r, self.q[u], vol, is_call)
+
+    def option_delta(self, u, strike, expiry, is_call):
+        vol = self.iv(u, strike, expiry)
+        return bs_delta_nb(self.S(u), float(strike), self.tau(expiry), self.r, self.q[u], vol, is_call)
+
+    def position_mid(self, p: Position):
+        """Per-share mid; a spread's mid is short mid - long mid (a debit to close)."""
+        if p.kind == "spread":
+            return (self.option_mid(p.u, p.strike, p.expiry, False)
+                    - self.option_mid(p.u, p.long_strike, p.expiry, False))
+        return self.option_mid(p.u, p.strike, p.expiry, p.is_call)
+
+    def slip(self, mid):
+        return self.costs.slippage_per_share + self.costs.slippage_pct * mid
+
+    def sell_fill(self, mid):
+        return max(mid - self.slip(mid), 0.0)
+
+    def buy_fill(self, mid):
+        return mid + self.slip(mid)
+
+    def cal_steps(self, days, at_least_one=False):
+        s = calendar_days_to_steps(days, self.spy)
+        return max(1, s) if at_least_one else s
+
+    # ------------------------------------------------------------------ portfolio helpers
+    def reserved(self):
+        total = 0.0
+        for p in self.positions:
+            if p.kind == "put":
+                total += p.strike * SHARES_PER_CONTRACT * p.contracts
+            elif p.kind == "spread":
+                total += (p.strike - p.long_strike) * SHARES_PER_CONTRACT * p.contracts
+        return total
+
+    def free_cash(self):
+        return self.cash - self.reserved()
+
+    def equity(self):
+        eq = self.cash
+        for u in range(len(self.shares)):
+            eq += self.shares[u] * self.S(u)
+        for p in self.positions:
+            if p.kind == "spread":
+                eq -= self.option_mid(p.u, p.strike, p.expiry, False) * SHARES_PER_CONTRACT * p.contracts
+                eq += self.option_mid(p.u, p.long_strike, p.expiry, False) * SHARES_PER_CONTRACT * p.contracts
+            else:
+                eq -= self.option_mid(p.u, p.strike, p.expiry, p.is_call) * SHARES_PER_CONTRACT * p.contracts
+        return eq
+
+    def book_realised(self, amount):
+        self.realised_t[self.t] += amount
+
+    def book_premium(self, amount):
+        self.premium_t[self.t] += amount
+
+    def end_trade(self, pnl):
+        """Trade P&L for the win/loss statistics."""
+        self.trade_pnls.append(pnl)
+
+    def record(self, action, u=None, kind="", strike=math.nan, expiry=-1, contracts=0.0,
+               price=math.nan, iv=math.nan):
+        self.log.append({
+            "step": self.t, "action": action,
+            "underlying": self.names[u] if u is not None else "",
+            "kind": kind, "strike": strike, "expiry": expiry, "contracts": contracts,
+            "price": price, "spot": self.S(u) if u is not None else math.nan, "iv": iv,
+            "cash": self.cash, "equity": math.nan,  # filled with the step's mark at its end
+        })
+
+    def set_cycle_premium(self, u, value):
+        self.cycle_premium[u] = value
+        if self.shares[u] > 0:
+            self.cost_basis[u] = self.purchase_price[u] - value
+
+    # ------------------------------------------------------------------ rule helpers
+    def high_iv_active(self, u):
+        h = self.rules.high_iv
+        if h is None:
+            return False
+        a = float(self.atm[self.t, u])
+        if h.atm_iv_above is not None:
+            return a > h.atm_iv_above
+        if self.t < 21:
+            return False
+        window = [float(x) for x in self.atm[max(0, self.t - 251): self.t + 1, u]]
+        lo, hi = min(window), max(window)
+        rank = 0.0 if hi == lo else (a - lo) / (hi - lo)
+        return rank > h.iv_rank_above
+
+    def option_rule(self, u, is_call):
+        """(delta or None, otm_pct or None, dte) of the strategy's rule, with high IV applied."""
+        base = self.rules.call if is_call else self.rules.put
+        delta, otm, dte = base.delta, base.otm_pct, base.dte
+        if self.high_iv_active(u):
+            h = self.rules.high_iv
+            hd = h.call_delta if is_call else h.put_delta
+            if hd is not None:
+                delta, otm = hd, None
+            if h.dte is not None:
+                dte = h.dte
+        return delta, otm, dte
+
+    def entry_expiry(self, u, dte):
+        target = self.t + self.cal_steps(dte, at_least_one=True)
+        return nearest_expiry(self.expiry_every[u], target, after=self.t)
+
+    def rule_strike(self, u, is_call, expiry, delta, otm):
+        """Strike of the entry rule at t for `expiry`, on the grid (puts down, calls up)."""
+        S = self.S(u)
+        if delta is not None:
+            g = int(self.regime[self.t])
+            k = strike_for_delta_nb(S, float(delta), self.tau(expiry), self.r, self.q[u],
+                                    float(self.atm[self.t, u]), is_call, float(self.skew[u][g]),
+                                    self.floor[u])
+        else:
+            k = S * (1.0 + otm) if is_call else S * (1.0 - otm)
+        return round_strike_nb(k, self.strike_step[u], is_call)
+
+    def min_strike_level(self, u):
+        """Lowest grid strike >= the call rule's min_strike level (None for "none")."""
+        choice = self.rules.call.min_strike
+        if choice == "none":
+            return None
+        level = self.cost_basis[u] if choice == "cost_basis" else self.purchase_price[u]
+        return round_strike_nb(level, self.strike_step[u], True)
+
+    def width(self, u):
+        if self.rules.width is not None:
+            return self.rules.width
+        return self.rules.width_pct * self.S(u)
+
+    # ------------------------------------------------------------------ the step
+    def run(self):
+        for t in range(self.n + 1):
+            self.t = t
+            self.step()
+        self.t = self.n
+        self.record("end")
+        self.log[-1]["equity"] = self.equity_t[self.n]
+        return self
+
+    def step(self):
+        t = self.t
+        if t >= 1:
+            self.carry_over()
+        self.expire_positions()
+        if self.rules is not None and self.rules.manage.early_assignment:
+            self.early_assignments()
+        if self.rules is not None:
+            self.manage_positions()
+        if t >= 1 and t % self.M == 0:
+            self.withdraw()
+        if self.kind == "buy_and_hold":
+            if t == 0:
+                self.buy_and_hold_entry()
+        elif self.rules is not None and t % self.rules.entry_every_days == 0 and t < self.n:
+            self.entries()
+        self.mark()
+
+    # 0. carry over (t-1, t]
+    def carry_over(self):
+        prev = self.t - 1
+        interest = self.cash * (math.exp(self.r * self.dt) - 1.0)
+        self.cash += interest
+        self.book_realised(interest)
+        for u in range(len(self.shares)):
+            if self.shares[u] == 0.0 or self.q[u] == 0.0:
+                continue
+            growth = math.exp(self.q[u] * self.dt)
+            dividend = self.shares[u] * float(self.spot[prev, u]) * (growth - 1.0)
+            self.book_realised(dividend)
+            if self.kind == "buy_and_hold":
+                # reinvested at S[t-1]: the new shares cost the dividend (average cost updated)
+                old = self.shares[u]
+                total_cost = self.purchase_price[u] * old + dividend
+                self.shares[u] = old * growth
+                self.purchase_price[u] = total_cost / self.shares[u]
+            else:
+                self.cash += dividend
+
+    # 1. expiry
+    def expire_positions(self):
+        keep = []
+        expiring = []
+        for p in self.positions:
+            (expiring if p.expiry == self.t else keep).append(p)
+        self.positions = keep
+        for p in expiring:
+            self.settle(p, early=False)
+
+    def settle(self, p: Position, early: bool):
+        """Expiry (or early assignment) of `p` at S[t]: assignment / call-away / worthless."""
+        S = self.S(p.u)
+        c = p.contracts
+        fee = self.costs.assignment_fee * c
+        base = p.credit * SHARES_PER_CONTRACT * c - p.open_cost
+        iv = self.iv(p.u, p.strike, p.expiry)
+        if p.kind == "spread":
+            if early:
+                # short leg assigned: shares bought at Ks, sold at S; the long leg sold at its fill
+                long_fill = self.sell_fill(self.option_mid(p.u, p.long_strike, p.expiry, False))
+                commission = self.costs.commission_per_contract * c
+                debit = (p.strike - S) * SHARES_PER_CONTRACT * c - long_fill * SHARES_PER_CONTRACT * c
+                self.cash -= debit + fee + commission
+                pnl = base - debit - fee - commission
+                self.book_realised(pnl)
+                self.end_trade(pnl)
+                self.count["assignments"] += 1
+                self.count["early_assignments"] += 1
+                self.record("early_assigned", p.u, p.kind, p.strike, p.expiry, c, p.strike - S, iv)
+                return
+            debit = (max(p.strike - S, 0.0) - max(p.long_strike - S, 0.0)) * SHARES_PER_CONTRACT * c
+            self.cash -= debit
+            pnl = base - debit
+            self.book_realised(pnl)
+            self.end_trade(pnl)
+            if S < p.strike:
+                self.count["assignments"] += 1
+                self.record("assigned", p.u, p.kind, p.strike, p.expiry, c, debit / (SHARES_PER_CONTRACT * c), iv)
+            else:
+                self.count["expired_worthless"] += 1
+                self.record("expire_worthless", p.u, p.kind, p.strike, p.expiry, c, 0.0, iv)
+            return
+
+        itm = S < p.strike if p.kind == "put" else S > p.strike
+        if not itm:
+            pnl = base
+            self.book_realised(pnl)
+            self.end_trade(pnl)
+            self.count["expired_worthless"] += 1
+            self.record("expire_worthless", p.u, p.kind, p.strike, p.expiry, c, 0.0, iv)
+            return
+
+        action = "early_assigned" if early else None
+        intrinsic = abs(p.strike - S)
+        if p.kind == "put" and self.kind == "put_write":
+            debit = intrinsic * SHARES_PER_CONTRACT * c
+            self.cash -= debit + fee
+            pnl = base - debit - fee
+            self.book_realised(pnl)
+            self.end_trade(pnl)
+            self.count["assignments"] += 1
+            price = intrinsic
+            action = action or "assigned"
+        elif p.kind == "put":  # wheel put: buy the shares at the strike
+            self.cash -= p.strike * SHARES_PER_CONTRACT * c + fee
+            self.shares[p.u] += SHARES_PER_CONTRACT * c
+            self.purchase_price[p.u] = p.strike
+            self.cost_basis[p.u] = p.strike - self.cycle_premium[p.u]
+            self.book_realised(base - fee)
+            self.end_trade(base - fee - intrinsic * SHARES_PER_CONTRACT * c)
+            self.count["assignments"] += 1
+            price = p.strike
+            action = action or "assigned"
+        else:  # covered call: shares called away at the strike
+            self.cash += p.strike * SHARES_PER_CONTRACT * c - fee
+            self.shares[p.u] -= SHARES_PER_CONTRACT * c
+            share_gain = (p.strike - self.purchase_price[p.u]) * SHARES_PER_CONTRACT * c
+            self.book_realised(base - fee + share_gain)
+            self.end_trade(base - fee - intrinsic * SHARES_PER_CONTRACT * c)
+            self.count["called_away"] += 1
+            price = p.strike
+            action = action or "called_away"
+        if early:
+            self.count["early_assignments"] += 1
+        self.record(action, p.u, p.kind, p.strike, p.expiry, c, price, iv)
+
+    # 2. early assignment
+    def early_assignments(self):
+        threshold = self.rules.manage.early_assignment_time_value
+        for p in list(self.positions):
+            S = self.S(p.u)
+            is_call = p.is_call  # a spread's short leg is a put
+            itm = S > p.strike if is_call else S < p.strike
+            if not itm:
+                continue
+            mid = self.option_mid(p.u, p.strike, p.expiry, is_call)
+            intrinsic = (S - p.strike) if is_call else (p.strike - S)
+            if mid - intrinsic < threshold:
+                self.positions.remove(p)
+                self.settle(p, early=True)
+
+    # 3. management
+    def manage_positions(self):
+        m = self.rules.manage
+        for p in list(self.positions):
+            mid = self.position_mid(p)
+            left = p.expiry - self.t
+            if m.stop_loss > 0 and mid >= m.stop_loss * p.credit:
+                self.close(p, "stop_losses")
+            elif m.profit_take > 0 and mid <= (1.0 - m.profit_take) * p.credit:
+                self.close(p, "profit_takes")
+            elif m.close_dte > 0 and left <= self.cal_steps(m.close_dte):
+                self.close(p, "closes")
+            elif (m.roll_when != "off" and left <= self.cal_steps(m.roll_dte)
+                  and self.challenged(p) and self.t < self.n):
+                if p.rolls >= m.max_rolls:
+                    self.close(p, "closes")
+                else:
+                    self.roll(p)
+
+    def challenged(self, p: Position):
+        m = self.rules.manage
+        S = self.S(p.u)
+        if m.roll_when == "itm":
+            return S > p.strike if p.is_call else S < p.strike
+        delta = self.option_delta(p.u, p.strike, p.expiry, p.is_call)
+        return abs(delta) >= m.roll_delta
+
+    def close_debit(self, p: Position):
+        """Per-share cost of buying `p` back: short leg at mid + slip, a long leg sold at its fill."""
+        if p.kind == "spread":
+            return (self.buy_fill(self.option_mid(p.u, p.strike, p.expiry, False))
+                    - self.sell_fill(self.option_mid(p.u, p.long_strike, p.expiry, False)))
+        return self.buy_fill(self.option_mid(p.u, p.strike, p.expiry, p.is_call))
+
+    def close(self, p: Position, counter: str):
+        c = p.contracts
+        debit = self.close_debit(p)
+        commission = self.costs.commission_per_contract * c * p.legs
+        iv = self.iv(p.u, p.strike, p.expiry)
+        self.cash -= debit * SHARES_PER_CONTRACT * c + commission
+        pnl = p.credit * SHARES_PER_CONTRACT * c - debit * SHARES_PER_CONTRACT * c - p.open_cost - commission
+        self.book_realised(pnl)
+        self.end_trade(pnl)
+        if self.kind == "wheel":
+            self.set_cycle_premium(p.u, self.cycle_premium[p.u] - debit)
+        self.count[counter] += 1
+        self.positions.remove(p)
+        action = "close_spread" if p.kind == "spread" else "buy_to_close"
+        self.record(action, p.u, p.kind, p.strike, p.expiry, c, debit, iv)
+
+    def roll(self, p: Position):
+        m = self.rules.manage
+        u, c = p.u, p.contracts
+        new_expiry = nearest_expiry(self.expiry_every[u],
+                                    p.expiry + self.cal_steps(m.roll_out_days, at_least_one=True),
+                                    after=p.expiry)
+        delta, otm, _ = self.option_rule(u, p.is_call)
+        k_new = self.rule_strike(u, p.is_call, new_expiry, delta, otm)
+        long_new = math.nan
+        ok = k_new == k_new and k_new > 0
+        if ok:
+            if p.kind == "call":
+                level = self.min_strike_level(u)
+                k_new = max(k_new, p.strike) if level is None else max(k_new, p.strike, level)
+            else:
+                k_new = min(k_new, p.strike)
+            if p.kind == "spread":
+                long_new = round_strike_nb(k_new - (p.strike - p.long_strike), self.strike_step[u], False)
+                ok = long_new > 0
+        if not ok:
+            self.unable_to_roll(p)
+            return
+        if p.kind == "spread":
+            fill_s = self.sell_fill(self.option_mid(u, k_new, new_expiry, False))
+            fill_l = self.buy_fill(self.option_mid(u, long_new, new_expiry, False))
+            new_credit = fill_s - fill_l
+        else:
+            new_credit = self.sell_fill(self.option_mid(u, k_new, new_expiry, p.is_call))
+        debit = self.close_debit(p)
+        close_commission = self.costs.commission_per_contract * c * p.legs
+        open_commission = self.costs.commission_per_contract * c * p.legs
+        net = (new_credit - debit) * SHARES_PER_CONTRACT * c - close_commission - open_commission
+        if m.roll_credit_only and net <= 0:
+            self.unable_to_roll(p)
+            return
+        self.cash += net
+        old_pnl = p.credit * SHARES_PER_CONTRACT * c - debit * SHARES_PER_CONTRACT * c - p.open_cost - close_commission
+        self.book_realised(old_pnl)
+        self.end_trade(old_pnl)
+        self.book_premium(new_credit * SHARES_PER_CONTRACT * c)
+        if self.kind == "wheel":
+            self.set_cycle_premium(u, self.cycle_premium[u] + new_credit - debit)
+        p.strike, p.long_strike, p.expiry = k_new, long_new, new_expiry
+        p.credit, p.open_cost, p.rolls = new_credit, open_commission, p.rolls + 1
+        self.count["rolls"] += 1
+        self.count["options_sold"] += 1
+        self.count[{"put": "puts_sold", "call": "calls_sold", "spread": "spreads_sold"}[p.kind]] += 1
+        self.record("roll", u, p.kind, k_new, new_expiry, c, new_credit, self.iv(u, k_new, new_expiry))
+
+    def unable_to_roll(self, p: Position):
+        if self.rules.manage.close_if_unable_to_roll:
+            self.close(p, "closes")
+
+    # 4. withdrawal
+    def withdraw(self):
+        run = self.sc.run
+        if run.monthly_withdrawal > 0:
+            amount = run.monthly_withdrawal
+        elif run.monthly_withdrawal_pct > 0:
+            amount = run.monthly_withdrawal_pct * self.equity()
+        else:
+            return
+        if self.kind == "buy_and_hold":
+            # no free cash: sell shares pro rata at S; short only when equity is gone
+            value = sum(self.shares[u] * self.S(u) for u in self.unds)
+            paid = min(amount, max(self.cash + value, 0.0))
+            need = paid - self.cash
+            if need > 0 and value > 0:
+                fraction = min(need / value, 1.0)
+                for u in self.unds:
+                    sold = self.shares[u] * fraction
+                    self.cash += sold * self.S(u)
+                    self.book_realised((self.S(u) - self.purchase_price[u]) * sold)
+                    self.shares[u] -= sold
+        else:
+            paid = min(amount, max(self.free_cash(), 0.0))
+        self.cash -= paid
+        self.withdrawn_t[self.t] += paid
+        if paid < amount:
+            self.shortfall_t[self.t] = True
+        self.record("withdraw", price=paid)
+
+    # 5. entries
+    def entries(self):
+        equity_now = self.equity()
+        for u in self.unds:
+            if self.kind in ("wheel", "put_write"):
+                has_option = any(p.u == u for p in self.positions)
+                if not has_option and self.shares[u] == 0.0:
+                    self.enter_put(u, equity_now)
+                elif self.kind == "wheel" and self.shares[u] > 0 and not has_option:
+                    self.enter_call(u)
+            elif self.kind == "bull_put_spread":
+                n_open = sum(1 for p in self.positions if p.u == u)
+                if n_open < self.rules.sizing.max_open:
+                    self.enter_spread(u, equity_now)
+
+    def integer_sizing(self):
+        return self.rules.sizing.contracts == "integer"
+
+    def enter_put(self, u, equity_now):
+        delta, otm, dte = self.option_rule(u, False)
+        expiry = self.entry_expiry(u, dte)
+        K = self.rule_strike(u, False, expiry, delta, otm)
+        if not (K == K and K > 0):
+            return
+        fill = self.sell_fill(self.option_mid(u, K, expiry, False))
+        commission = self.costs.commission_per_contract
+        if fill * SHARES_PER_CONTRACT - commission <= 0:
+            return
+        c = self.rules.sizing.position_fraction * equity_now / (K * SHARES_PER_CONTRACT)
+        cap = self.free_cash() / (K * SHARES_PER_CONTRACT - fill * SHARES_PER_CONTRACT + commission)
+        if self.integer_sizing():
+            c = math.floor(c)
+            cap = math.floor(cap)
+        c = min(c, cap)
+        if c <= 0:
+            return
+        self.cash += fill * SHARES_PER_CONTRACT * c - commission * c
+        self.positions.append(Position(u, "put", K, math.nan, expiry, float(c), fill, 0, commission * c))
+        self.book_premium(fill * SHARES_PER_CONTRACT * c)
+        if self.kind == "wheel":
+            self.set_cycle_premium(u, fill)  # a new cycle (no shares are held)
+        self.count["options_sold"] += 1
+        self.count["puts_sold"] += 1
+        self.record("sell_put", u, "put", K, expiry, float(c), fill, self.iv(u, K, expiry))
+
+    def enter_call(self, u):
+        delta, otm, dte = self.option_rule(u, True)
+        expiry = self.entry_expiry(u, dte)
+        K = self.rule_strike(u, True, expiry, delta, otm)
+        if not (K == K and K > 0):
+            return
+        level = self.min_strike_level(u)
+        if level is not None:
+            K = max(K, level)
+        c = self.shares[u] / SHARES_PER_CONTRACT
+        if self.integer_sizing():
+            c = math.floor(c)
+        if c <= 0:
+            return
+        fill = self.sell_fill(self.option_mid(u, K, expiry, True))
+        commission = self.costs.commission_per_contract * c
+        if fill * SHARES_PER_CONTRACT * c - commission <= 0:
+            return
+        self.cash += fill * SHARES_PER_CONTRACT * c - commission
+        self.positions.append(Position(u, "call", K, math.nan, expiry, float(c), fill, 0, commission))
+        self.book_premium(fill * SHARES_PER_CONTRACT * c)
+        self.set_cycle_premium(u, self.cycle_premium[u] + fill)
+        self.count["options_sold"] += 1
+        self.count["calls_sold"] += 1
+        self.record("sell_call", u, "call", K, expiry, float(c), fill, self.iv(u, K, expiry))
+
+    def enter_spread(self, u, equity_now):
+        delta, otm, dte = self.option_rule(u, False)
+        expiry = self.entry_expiry(u, dte)
+        Ks = self.rule_strike(u, False, expiry, delta, otm)
+        if not (Ks == Ks and Ks > 0):
+            return
+        Kl = round_strike_nb(Ks - self.width(u), self.strike_step[u], False)
+        if not (Kl > 0):
+            return
+        fill_s = self.sell_fill(self.option_mid(u, Ks, expiry, False))
+        fill_l = self.buy_fill(self.option_mid(u, Kl, expiry, False))
+        credit = fill_s - fill_l
+        if credit <= 0 or credit >= Ks - Kl:
+            return
+        commission = self.costs.commission_per_contract
+        risk = (Ks - Kl - credit) * SHARES_PER_CONTRACT
+        c = self.rules.sizing.position_fraction * equity_now / risk
+        cap = self.free_cash() / (risk + 2 * commission)
+        if self.integer_sizing():
+            c = math.floor(c)
+            cap = math.floor(cap)
+        c = min(c, cap)
+        if c <= 0:
+            return
+        self.cash += credit * SHARES_PER_CONTRACT * c - 2 * commission * c
+        self.positions.append(Position(u, "spread", Ks, Kl, expiry, float(c), credit, 0, 2 * commission * c))
+        self.book_premium(credit * SHARES_PER_CONTRACT * c)
+        self.count["options_sold"] += 1
+        self.count["spreads_sold"] += 1
+        self.record("open_spread", u, "spread", Ks, expiry, float(c), credit, self.iv(u, Ks, expiry))
+
+    def buy_and_hold_entry(self):
+        equity_now = self.equity()
+        amount = equity_now / len(self.unds)
+        for u in self.unds:
+            self.shares[u] = amount / self.S(u)
+            self.purchase_price[u] = self.S(u)
+            self.cash -= amount
+
+    # 6. mark
+    def mark(self):
+        t = self.t
+        eq = self.equity()
+        self.equity_t[t] = eq
+        held = sum(self.shares[u] * self.S(u) for u in range(len(self.shares)))
+        self.used_t[t] = (self.reserved() + held) / eq if eq != 0 else math.nan
+        self.in_shares_t[t] = any(s > 0 for s in self.shares)
+        for row in reversed(self.log):
+            if row["step"] != t:
+                break
+            row["equity"] = eq
+
+    # ------------------------------------------------------------------ results
+    def months(self):
+        n, M = self.n, self.M
+        n_months = -(-n // M)
+        rows = []
+        for m in range(n_months):
+            start = m * M
+            end = min((m + 1) * M, n)
+            first = 0 if m == 0 else start + 1
+            steps = range(first, end + 1)
+            withdrawn = sum(self.withdrawn_t[t] for t in steps)
+            rows.append({
+                "month": m,
+                "premium": sum(self.premium_t[t] for t in steps),
+                "realised_pnl": sum(self.realised_t[t] for t in steps),
+                "mtm_return": (self.equity_t[end] + withdrawn) / self.equity_t[start] - 1.0,
+                "withdrawn": withdrawn,
+                "shortfall": any(self.shortfall_t[t] for t in steps),
+                "equity": self.equity_t[end],
+                "partial": (m == n_months - 1) and (n % M != 0),
+            })
+        return rows
+
+    def per_path(self, monthly):
+        n = self.n
+        eq = self.equity_t
+        final = eq[n]
+        years = n / self.spy
+        out = {"final_equity": final, "total_return": final / self.initial - 1.0}
+        out["cagr"] = -1.0 if final <= 0 else (final / self.initial) ** (1.0 / years) - 1.0
+        rets = [row["mtm_return"] for row in monthly]
+        rf = math.exp(self.r * self.M * self.dt) - 1.0
+        out.update(monthly_ratios(rets, rf))
+        peak = -math.inf
+        max_dd = 0.0
+        run = longest = 0
+        for x in eq:
+            peak = max(peak, x)
+            max_dd = min(max_dd, x / peak - 1.0)
+            run = run + 1 if x < peak else 0
+            longest = max(longest, run)
+        out["max_drawdown"] = max_dd
+        out["max_drawdown_days"] = longest
+        out["min_equity"] = min(eq)
+        out["ruined"] = min(eq) < self.sc.run.ruin_level * self.initial
+        out["premium_collected"] = sum(self.premium_t)
+        out["realised_pnl"] = sum(self.realised_t)
+        out.update(self.count)
+        wins = [x for x in self.trade_pnls if x > 0]
+        losses = [x for x in self.trade_pnls if x < 0]
+        out["trades_won"] = len(wins)
+        out["trades_lost"] = len(losses)
+        out["avg_win"] = sum(wins) / len(wins) if wins else math.nan
+        out["avg_loss"] = sum(losses) / len(losses) if losses else math.nan
+        out["days_in_shares"] = sum(1 for t in range(1, n + 1) if self.in_shares_t[t])
+        out["capital_used"] = sum(self.used_t[1:]) / n
+        out["withdrawn"] = sum(self.withdrawn_t)
+        shortfall_months = [row["month"] for row in monthly if row["shortfall"]]
+        out["shortfalls"] = sum(1 for t in range(n + 1) if self.shortfall_t[t])
+        out["first_shortfall_month"] = shortfall_months[0] if shortfall_months else -1
+        steps_in = [0] * self.sc.regimes.count
+        for t in range(1, n + 1):
+            steps_in[int(self.regime[t])] += 1
+        out["dominant_regime"] = max(range(len(steps_in)), key=lambda g: (steps_in[g], -g))
+        out["stressed_share"] = steps_in[-1] / n
+        return out
+
+
+def monthly_ratios(rets, rf):
+    """ann_vol, sharpe, sortino of monthly returns (sample std, ddof 1), annualised with sqrt(12)."""
+    nan = math.nan
+    k = len(rets)
+    if k < 2:
+        return {"ann_vol": nan, "sharpe": nan, "sortino": nan}
+    mean = sum(rets) / k
+    var = sum((x - mean) ** 2 for x in rets) / (k - 1)
+    sd = math.sqrt(var)
+    excess = [x - rf for x in rets]
+    mean_ex = sum(excess) / k
+    sd_ex = math.sqrt(sum((x - mean_ex) ** 2 for x in excess) / (k - 1))
+    downside = math.sqrt(sum(min(x, 0.0) ** 2 for x in excess) / k)
+    return {
+        "ann_vol": sd * math.sqrt(12.0),
+        "sharpe": mean_ex / sd_ex * math.sqrt(12.0) if sd_ex > 0 else nan,
+        "sortino": mean_ex / downside * math.sqrt(12.0) if downside > 0 else nan,
+    }
+
+
+def run_reference(scenario, rules, spot, atm_iv, regime):
+    """Run one strategy (a StrategyRules, or "buy_and_hold" / "cash") on one path.
+
+    spot, atm_iv: (n_steps + 1, n_underlyings) arrays in the scenario's underlying order;
+    regime: (n_steps + 1,). Returns {"per_path": dict, "monthly": [dict], "log": [dict]}.
+    """
+    pr = PathRun(scenario, rules, spot, atm_iv, regime).run()
+    monthly = pr.months()
+    return {"per_path": pr.per_path(monthly), "monthly": monthly, "log": pr.log}
