@@ -1,0 +1,627 @@
+"""The `mcsim` command: run, compare, sweep, replay, validate, scenarios.
+
+Bad input (missing or unreadable file, unknown key, bad value, unknown strategy in `--set`,
+an output that exists without `--force`, bad arguments) prints ONE line on stderr naming the
+field, the value and what is allowed, and exits with status 2. Results are written into a
+temporary directory beside the target and renamed at the end; an interrupted run (SIGINT,
+SIGTERM) removes it and exits with status 130 (143 for SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import inspect
+import itertools
+import math
+import os
+import signal
+import sys
+import tempfile
+import time
+import tomllib
+import types
+from pathlib import Path
+from typing import Sequence
+
+from .errors import ScenarioError
+
+__all__ = ["main", "scenario_dirs", "build_parser"]
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+BASELINES = ("buy_and_hold", "cash")
+MARKET_FIELDS = ("run", "regimes", "underlyings", "correlation", "shocks")
+SWEEP_METRICS = (
+    "cagr_p50", "cagr_mean", "cagr_p5", "total_return_p50", "final_equity_p50", "max_dd_p50", "max_dd_p95",
+    "p_dd_above_20pct", "p_ruin", "var_95", "cvar_95", "income_p50", "income_p5", "premium_p50",
+    "annual_premium_yield", "annual_realised_yield", "assignment_rate", "options_sold_per_year",
+    "sharpe_mean", "p_any_shortfall", "p_beats_bh",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# argument parsing: one-line errors
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # noqa: D401 - argparse API
+        _fail(f"{self.prog}: error: {message}")
+
+
+def _fail(line: str, code: int = EXIT_BAD_INPUT):
+    sys.stderr.write(" ".join(str(line).split()) + "\n")
+    sys.stderr.flush()
+    raise SystemExit(code)
+
+
+def _int_at_least(lo: int, what: str):
+    def conv(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'"{text}" is not allowed (must be an integer >= {lo})') from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f'{v} is not allowed (must be an integer >= {lo})')
+        return v
+
+    conv.__name__ = what
+    return conv
+
+
+def _path_choice(text: str):
+    if text in ("worst", "median", "best"):
+        return text
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'"{text}" is not allowed (must be a path index >= 0, worst, median or best)') from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{v} is not allowed (must be a path index >= 0, worst, median or best)")
+    return v
+
+
+def _add_run_options(p: argparse.ArgumentParser, *, sets: bool = True, out: bool = True) -> None:
+    p.add_argument("--paths", type=_int_at_least(1, "paths"), help="number of paths (default: run.paths)")
+    p.add_argument("--seed", type=_int_at_least(0, "seed"), help="random seed (default: run.seed)")
+    if out:
+        p.add_argument("--out", help="output directory")
+        p.add_argument("--force", action="store_true", help="replace an existing output")
+    if sets:
+        p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a scenario key (repeatable), e.g. strategies.wheel_30d.put.delta=0.2")
+    p.add_argument("--chunk-paths", type=_int_at_least(1, "chunk-paths"), help="paths per chunk (memory bound)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `mcsim` argument parser."""
+    p = _Parser(prog="mcsim", description="Monte Carlo simulator for options-income strategies")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    r = sub.add_parser("run", help="simulate a scenario and write results")
+    r.add_argument("scenario", help="scenario TOML file (or the name of a shipped one)")
+    _add_run_options(r)
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("compare", help="run scenarios that share a market on the same paths")
+    c.add_argument("scenarios", nargs="+", metavar="SCENARIO")
+    _add_run_options(c, sets=False)
+    c.set_defaults(func=cmd_compare)
+
+    s = sub.add_parser("sweep", help="every grid point on the same paths")
+    s.add_argument("scenario")
+    s.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...", required=True)
+    s.add_argument("--metric", default="cagr_p50", help="heatmap metric: " + ", ".join(SWEEP_METRICS))
+    _add_run_options(s)
+    s.set_defaults(func=cmd_sweep)
+
+    y = sub.add_parser("replay", help="trade log of one path")
+    y.add_argument("scenario")
+    y.add_argument("--path", required=True, type=_path_choice, help="path index, or worst|median|best")
+    y.add_argument("--strategy", required=True)
+    _add_run_options(y)
+    y.set_defaults(func=cmd_replay)
+
+    v = sub.add_parser("validate", help="check a scenario file")
+    v.add_argument("scenario")
+    v.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    v.set_defaults(func=cmd_validate)
+
+    ls = sub.add_parser("scenarios", help="list the shipped scenarios")
+    ls.set_defaults(func=cmd_scenarios)
+    return p
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def scenario_dirs() -> list[Path]:
+    """Where shipped scenarios live: ./scenarios and the repository's scenarios/ beside the package."""
+    out = []
+    for d in (Path.cwd() / "scenarios", Path(__file__).resolve().parent.parent / "scenarios"):
+        if d.is_dir() and all(d.resolve() != o.resolve() for o in out):
+            out.append(d)
+    return out
+
+
+def _resolve_scenario(text: str) -> Path:
+    p = Path(text)
+    if p.is_file() or os.sep in text or "/" in text:
+        return p
+    for d in scenario_dirs():
+        for cand in (d / text, d / f"{text}.toml"):
+            if cand.is_file():
+                return cand
+    return p
+
+
+def _load(text: str, sets: Sequence[str] = ()):
+    from .scenario import load_scenario
+
+    return load_scenario(_resolve_scenario(text), list(sets))
+
+
+def _run_sets(args) -> list[str]:
+    sets = list(getattr(args, "sets", []) or [])
+    if args.paths is not None:
+        sets.append(f"run.paths={args.paths}")
+    if args.seed is not None:
+        sets.append(f"run.seed={args.seed}")
+    if getattr(args, "chunk_paths", None) is not None:
+        sets.append(f"run.chunk_paths={args.chunk_paths}")
+    return sets
+
+
+def _engine(name: str):
+    import mcsim
+
+    fn = getattr(mcsim, name, None)
+    if fn is None:
+        _fail(f"mcsim: error: the engine ({name}) is not available in this installation", 1)
+    return fn
+
+
+class _Progress:
+    """A one-line progress bar on stderr: paths (chunks) done, paths/s, ETA."""
+
+    def __init__(self, total: int, chunk: int, enabled: bool, label: str = ""):
+        self.total = max(int(total), 1)
+        self.chunk = max(int(chunk), 1)
+        self.enabled = enabled
+        self.label = label
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+        self.shown = False
+
+    def __call__(self, done, total=None, *_, **__):
+        if not self.enabled:
+            return
+        if total:
+            self.total = max(int(total), 1)
+        done = int(done)
+        now = time.perf_counter()
+        if done < self.total and now - self.last < 0.1:
+            return
+        self.last = now
+        el = now - self.t0
+        rate = done / el if el > 0 else 0.0
+        eta = (self.total - done) / rate if rate > 0 else math.nan
+        frac = min(done / self.total, 1.0)
+        bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
+        chunks = f"{math.ceil(done / self.chunk)}/{math.ceil(self.total / self.chunk)} chunks"
+        eta_s = "--" if not math.isfinite(eta) else f"{eta:.0f}s"
+        sys.stderr.write(f"\r{self.label}[{bar}] {chunks} {done:,}/{self.total:,} paths {rate:,.0f} paths/s ETA {eta_s} ")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self):
+        if self.shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self.shown = False
+
+
+def _simulate(scenario, args, label: str = ""):
+    simulate = _engine("simulate")
+    n = scenario.run.paths
+    chunk = scenario.run.chunk_paths
+    kwargs = {"n_paths": n, "seed": scenario.run.seed, "chunk_paths": chunk}
+    show = not getattr(args, "quiet", False) and sys.stderr.isatty()
+    bar = _Progress(n, chunk, show, label)
+    try:
+        params = inspect.signature(simulate).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if show and "progress" in params:
+        kwargs["progress"] = bar
+    try:
+        return simulate(scenario, **kwargs)
+    finally:
+        bar.close()
+
+
+def _default_out(scenario_text: str, suffix: str = "") -> Path:
+    return Path("results") / (Path(scenario_text).stem + suffix)
+
+
+# --------------------------------------------------------------------------------------------
+# commands
+
+
+def cmd_run(args) -> int:
+    from . import io, metrics
+
+    sets = _run_sets(args)
+    scenario = _load(args.scenario, sets)
+    target = Path(args.out) if args.out else _default_out(args.scenario)
+    io.check_target(target, args.force)
+    with io.staged_dir(target, force=args.force) as tmp:
+        result = _simulate(scenario, args)
+        summary = metrics.summarize(result)
+        io.write_result_files(result, tmp, summary=summary, overrides=sets,
+                              extra={"command": ["mcsim", *sys.argv[1:]]})
+    print(f"{scenario.title or Path(args.scenario).stem}: {result.n_paths:,} paths x {result.n_steps} steps, "
+          f"seed {result.seed}, {result.wall_time:.1f}s")
+    print(metrics.format_table(summary))
+    print(f"wrote {target}")
+    return 0
+
+
+def _market_view(sc) -> dict:
+    run = dataclasses.replace(sc.run, paths=0, seed=0, chunk_paths=1)
+    return {"run": run, "regimes": sc.regimes, "underlyings": sc.underlyings,
+            "correlation": sc.correlation, "shocks": sc.shocks}
+
+
+def _check_shared_market(scenarios: list, names: list[str]) -> None:
+    base = _market_view(scenarios[0])
+    for sc, name in zip(scenarios[1:], names[1:]):
+        view = _market_view(sc)
+        for f in MARKET_FIELDS:
+            if view[f] != base[f]:
+                _fail(f"mcsim: error: compare: {name} differs from {names[0]} in [{f}] (scenarios compared on "
+                      f"the same paths must share a market: equal run (except paths, seed), regimes, "
+                      f"underlyings, correlation and shocks)")
+
+
+def _combine(results: list, stems: list[str]):
+    """One Result-like object from runs on the same paths; clashing names get the file stem."""
+    import pandas as pd
+
+    counts: dict[str, int] = {}
+    for r in results:
+        for s in r.strategies:
+            if s not in BASELINES:
+                counts[s] = counts.get(s, 0) + 1
+    pps, mos, names = [], [], []
+    for i, (r, stem) in enumerate(zip(results, stems)):
+        keep = [s for s in r.strategies if s not in BASELINES or i == 0]
+        rename = {s: (f"{stem}:{s}" if counts.get(s, 0) > 1 else s) for s in keep}
+        for s in keep:
+            new = rename[s]
+            while new in names:
+                new += "'"
+            rename[s] = new
+            names.append(new)
+        for df, acc in ((r.per_path, pps), (r.monthly, mos)):
+            sub = df[df["strategy"].isin(keep)].copy()
+            sub["strategy"] = sub["strategy"].astype(str).map(rename)
+            acc.append(sub)
+    order = [n for n in names if n not in BASELINES] + [b for b in BASELINES if b in names]
+    first = results[0]
+    wall = sum(float(r.wall_time) for r in results)
+    return types.SimpleNamespace(
+        per_path=pd.concat(pps, ignore_index=True), monthly=pd.concat(mos, ignore_index=True),
+        scenario=first.scenario, seed=first.seed, n_paths=first.n_paths, n_steps=first.n_steps,
+        chunk_paths=getattr(first, "chunk_paths", None), block_paths=getattr(first, "block_paths", None),
+        wall_time=wall, path_steps_per_second=sum(r.n_paths * r.n_steps for r in results) / wall if wall else None,
+        strategies=tuple(order),
+    )
+
+
+def cmd_compare(args) -> int:
+    from . import io, metrics
+
+    if len(args.scenarios) < 2:
+        _fail("mcsim compare: error: SCENARIO: needs at least 2 scenario files (got 1)")
+    stems = [Path(s).stem for s in args.scenarios]
+    first = _load(args.scenarios[0], [])
+    paths = args.paths if args.paths is not None else first.run.paths
+    seed = args.seed if args.seed is not None else first.run.seed
+    sets = [f"run.paths={paths}", f"run.seed={seed}"]
+    if args.chunk_paths is not None:
+        sets.append(f"run.chunk_paths={args.chunk_paths}")
+    scenarios = [_load(s, sets) for s in args.scenarios]
+    _check_shared_market(scenarios, [str(s) for s in args.scenarios])
+    target = Path(args.out) if args.out else None
+    if target is not None:
+        io.check_target(target, args.force)
+    stage = io.staged_dir(target, force=args.force) if target is not None else contextlib.nullcontext(None)
+    with stage as tmp:
+        results = [_simulate(sc, args, f"{stem} ") for sc, stem in zip(scenarios, stems)]
+        combined = _combine(results, stems)
+        summary = metrics.summarize(combined)
+        if tmp is not None:
+            io.write_result_files(combined, tmp, summary=summary, overrides=sets, extra={
+                "command": ["mcsim", *sys.argv[1:]],
+                "compare": {stem: sc.to_dict() for stem, sc in zip(stems, scenarios)}})
+    print(f"compare: {', '.join(map(str, args.scenarios))} on the same {paths:,} paths (seed {seed})")
+    print(metrics.format_table(summary))
+    print()
+    print("paired differences a - b over common paths (95% CI from per-path differences; unpaired CI for contrast)")
+    print(metrics.format_paired_table(summary))
+    if target is not None:
+        print(f"wrote {target}")
+    return 0
+
+
+def _parse_grid(items: Sequence[str]) -> list[tuple[str, list[str]]]:
+    grid: list[tuple[str, list[str]]] = []
+    for text in items:
+        key, sep, vals = text.partition("=")
+        key = key.strip()
+        values = [v.strip() for v in vals.split(",")] if sep else []
+        if not key or not values or any(v == "" for v in values):
+            _fail(f'mcsim sweep: error: --grid: "{text}" is not allowed (must be dotted.key=v1,v2,...)')
+        if any(k == key for k, _ in grid):
+            _fail(f'mcsim sweep: error: --grid: "{key}" is not allowed (each key once)')
+        grid.append((key, values))
+    return grid
+
+
+def _grid_value(text: str):
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _strategy_of_key(key: str, raw: dict) -> str | None:
+    parts = key.split(".")
+    if len(parts) < 3 or parts[0] != "strategies":
+        return None
+    ident = parts[1]
+    entries = raw.get("strategies", [])
+    for e in entries:
+        if isinstance(e, dict) and e.get("name") == ident:
+            return ident
+    if ident.isdigit() and int(ident) < len(entries):
+        return entries[int(ident)].get("name")
+    return ident
+
+
+def _sweep_row(m: dict, p_beats) -> dict:
+    inc = m["income"]
+    q = lambda d, k: d["quantiles"][k]  # noqa: E731
+    return {
+        "cagr_p50": q(m["cagr"], "p50"), "cagr_mean": m["cagr"]["mean"], "cagr_mean_se": m["cagr"]["se"],
+        "cagr_p5": q(m["cagr"], "p5"), "total_return_p50": q(m["total_return"], "p50"),
+        "final_equity_p50": q(m["final_equity"], "p50"),
+        "max_dd_p50": q(m["max_drawdown_depth"], "p50"), "max_dd_p95": q(m["max_drawdown_depth"], "p95"),
+        "p_dd_above_20pct": m["p_max_drawdown_above"]["20pct"]["p"], "p_ruin": m["ruin"]["p"],
+        "var_95": m["var"]["95"]["var"], "cvar_95": m["var"]["95"]["cvar"],
+        "income_p50": q(inc["realised_pnl"], "p50"), "income_p5": q(inc["realised_pnl"], "p5"),
+        "premium_p50": q(inc["premium"], "p50"),
+        "annual_premium_yield": inc["annual_premium_yield"]["mean"],
+        "annual_realised_yield": inc["annual_realised_yield"]["mean"],
+        "assignment_rate": m["trading"]["assignment_rate"]["rate"],
+        "options_sold_per_year": m["trading"]["options_sold_per_year"]["mean"],
+        "sharpe_mean": m["sharpe"]["mean"], "p_any_shortfall": m["withdrawals"]["p_any_shortfall"]["p"],
+        "p_beats_bh": p_beats,
+    }
+
+
+def _p_beats_bh(pp, name: str):
+    import numpy as np
+
+    if name == "buy_and_hold":
+        return None
+    a = pp[pp["strategy"] == name].set_index("path")["final_equity"].sort_index()
+    b = pp[pp["strategy"] == "buy_and_hold"].set_index("path")["final_equity"].sort_index()
+    if len(b) == 0:
+        return None
+    return float(np.mean(a.to_numpy() > b.loc[a.index].to_numpy()))
+
+
+def _metrics_rows(result, names_map: dict[str, str], point_cols: dict) -> list[dict]:
+    """Rows for one grid point: `names_map` maps the result's strategy name to the reported one."""
+    from . import metrics
+
+    ctx = metrics.SummaryContext.from_result(result)
+    pp, mo = result.per_path, result.monthly
+    rows = []
+    for src, shown in names_map.items():
+        m = metrics.to_jsonable(metrics.strategy_metrics(pp[pp["strategy"] == src], mo[mo["strategy"] == src],
+                                                         ctx, regimes=False))
+        rows.append({**point_cols, "strategy": shown, **_sweep_row(m, _p_beats_bh(pp, src))})
+    return rows
+
+
+def cmd_sweep(args) -> int:
+    import pandas as pd
+
+    from . import io, plots
+    from .scenario import parse_scenario
+
+    if args.metric not in SWEEP_METRICS:
+        _fail(f'mcsim sweep: error: --metric: "{args.metric}" is not allowed (must be one of {", ".join(SWEEP_METRICS)})')
+    grid = _parse_grid(args.grid)
+    sets = _run_sets(args)
+    keys = [k for k, _ in grid]
+    points = list(itertools.product(*[v for _, v in grid]))
+    scenarios = [_load(args.scenario, sets + [f"{k}={v}" for k, v in zip(keys, pt)]) for pt in points]
+    base = scenarios[0]
+    target = Path(args.out) if args.out else _default_out(args.scenario, "-sweep")
+    io.check_target(target, args.force)
+    point_cols = [{"point": i, **{k: _grid_value(v) for k, v in zip(keys, pt)}} for i, pt in enumerate(points)]
+    names = [s.name for s in base.strategies] + list(BASELINES)
+    varied = {_strategy_of_key(k, base.to_dict()) for k in keys}
+    strategy_only = all(k.startswith("strategies.") for k in keys) and None not in varied
+    t0 = time.perf_counter()
+    with io.staged_dir(target, force=args.force) as tmp:
+        rows: list[dict] = []
+        if strategy_only:
+            # One market for every grid point: the varied strategies run once per point, renamed.
+            raw = base.to_dict()
+            keep = [e for e in raw["strategies"] if e["name"] not in varied]
+            extra = []
+            for i, sc in enumerate(scenarios):
+                for e in sc.to_dict()["strategies"]:
+                    if e["name"] in varied:
+                        extra.append({**e, "name": f"{e['name']}@{i}"})
+            raw["strategies"] = keep + extra
+            combined = parse_scenario(raw, source=base.source)
+            result = _simulate(combined, args)
+            n_paths, n_steps = result.n_paths, result.n_steps
+            fixed = _metrics_rows(result, {s: s for s in names if s not in varied}, {})
+            for i, cols in enumerate(point_cols):
+                vrows = _metrics_rows(result, {f"{s}@{i}": s for s in names if s in varied}, {})
+                by = {r["strategy"]: r for r in fixed + vrows}
+                rows += [{**cols, **by[s]} for s in names]
+        else:
+            for i, (sc, cols) in enumerate(zip(scenarios, point_cols)):
+                result = _simulate(sc, args, f"point {i + 1}/{len(points)} ")
+                n_paths, n_steps = result.n_paths, result.n_steps
+                rows += _metrics_rows(result, {s: s for s in names}, cols)
+        df = pd.DataFrame(rows)
+        for k in keys:
+            vals = df[k].tolist()
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+                df[k] = [str(v) for v in vals]
+        wall = time.perf_counter() - t0
+        res_like = types.SimpleNamespace(scenario=base, seed=base.run.seed, n_paths=n_paths, n_steps=n_steps,
+                                         chunk_paths=base.run.chunk_paths, block_paths=getattr(result, "block_paths", None),
+                                         wall_time=wall, path_steps_per_second=None, per_path=result.per_path,
+                                         strategies=tuple(names))
+        prov = io.provenance(res_like, overrides=sets, extra={
+            "command": ["mcsim", *sys.argv[1:]], "grid": {k: v for k, v in grid}, "metric": args.metric,
+            "same_market_for_all_points": True,
+            "market_generated": "once for all grid points" if strategy_only else "once per grid point, same seed"})
+        io.write_parquet(df, tmp / "sweep.parquet", prov)
+        shown = sorted(varied - {None}, key=names.index) if strategy_only else [s for s in names if s not in BASELINES]
+        shown = shown or names
+        files = ["sweep.parquet"]
+        if len(keys) <= 2:
+            fig = plots.sweep_heatmap_figure(df, keys, args.metric, shown)
+            fig.savefig(tmp / plots.SWEEP_FILE)
+            files.append(plots.SWEEP_FILE)
+    cols = ["point", *keys, "strategy", args.metric, "p_ruin"]
+    view = df[df["strategy"].isin(shown)][list(dict.fromkeys(cols))]
+    with pd.option_context("display.width", 200, "display.max_rows", 500, "display.float_format", "{:.4g}".format):
+        print(view.to_string(index=False))
+    if len(keys) > 2:
+        print("no heatmap: it needs one or two --grid keys")
+    print(f"wrote {target} ({', '.join(files)})")
+    return 0
+
+
+def _pick_path(result, strategy: str, which: str) -> int:
+    import numpy as np
+
+    pp = result.per_path[result.per_path["strategy"] == strategy].sort_values(["final_equity", "path"], kind="stable")
+    paths = pp["path"].to_numpy()
+    idx = {"worst": 0, "median": (len(paths) - 1) // 2, "best": len(paths) - 1}[which]
+    return int(np.asarray(paths)[idx])
+
+
+def cmd_replay(args) -> int:
+    import pandas as pd
+
+    sets = _run_sets(args)
+    scenario = _load(args.scenario, sets)
+    allowed = [s.name for s in scenario.strategies] + list(BASELINES)
+    if args.strategy not in allowed:
+        _fail(f'mcsim replay: error: --strategy: "{args.strategy}" is not allowed (must be one of {", ".join(allowed)})')
+    n = scenario.run.paths
+    if isinstance(args.path, int) and args.path >= n:
+        _fail(f"mcsim replay: error: --path: {args.path} is not allowed (must be a path index in 0..{n - 1}, "
+              f"worst, median or best)")
+    out = Path(args.out) if args.out else _default_out(args.scenario, f"-replay-{args.strategy}-{args.path}")
+    dest = out / "trades.csv"
+    if dest.exists() and not args.force:
+        _fail(f'mcsim: error: --out: "{dest}" is not allowed (it already exists; pass --force to replace it)')
+    path = args.path
+    if not isinstance(path, int):
+        path = _pick_path(_simulate(scenario, args), args.strategy, path)
+    log = _engine("replay")(scenario, path, args.strategy, seed=scenario.run.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".trades.csv.tmp-", dir=out)
+    os.close(fd)
+    try:
+        log.to_csv(tmp, index=False)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    print(f"{args.strategy}, path {path}" + (f" ({args.path} final equity)" if path != args.path else ""))
+    with pd.option_context("display.width", 250, "display.max_rows", None, "display.max_columns", None):
+        print(log.to_string(index=False))
+    print(f"wrote {dest}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    sc = _load(args.scenario, args.sets)
+    strategies = ", ".join(f"{s.name} ({s.kind})" for s in sc.strategies) or "none"
+    print(f"ok: {_resolve_scenario(args.scenario)}: {sc.title or '(no title)'}")
+    print(f"  {sc.run.paths:,} paths x {sc.n_steps} steps ({sc.run.horizon_years:g} years), seed {sc.run.seed}; "
+          f"underlyings {', '.join(sc.underlying_names)}; regimes {', '.join(sc.regimes.names)}")
+    print(f"  strategies: {strategies}; baselines buy_and_hold, cash")
+    return 0
+
+
+def cmd_scenarios(args) -> int:
+    dirs = scenario_dirs()
+    files = {}
+    for d in dirs:
+        for f in sorted(d.glob("*.toml")):
+            files.setdefault(f.name, f)
+    if not files:
+        print("no shipped scenarios found (looked in ./scenarios and beside the mcsim package)")
+        return 0
+    width = max(len(n) for n in files)
+    for name, f in sorted(files.items()):
+        try:
+            title = tomllib.loads(f.read_text(encoding="utf-8")).get("title", "") or "(no title)"
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            title = f"(unreadable: {' '.join(str(exc).split())})"
+        print(f"{name.ljust(width)}  {title}")
+    print(f"({', '.join(str(d) for d in dirs)})")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# entry point
+
+
+def _on_sigterm(signum, frame):
+    raise SystemExit(143)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `mcsim` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    with contextlib.suppress(ValueError):  # not in the main thread: keep the default
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return int(args.func(args) or 0)
+    except ScenarioError as exc:
+        _fail(f"mcsim: error: {exc}")
+    except KeyboardInterrupt:
+        _fail("mcsim: interrupted; no result written", EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        with contextlib.suppress(Exception):
+            sys.stdout = open(os.devnull, "w")
+        return 1
+    except OSError as exc:
+        _fail(f"mcsim: error: {exc}", 1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
