@@ -1,0 +1,388 @@
+"""The engine: chunks of paths through market generation and every strategy kernel.
+
+`simulate` generates each chunk's market once (``generate_market``) and runs every strategy of
+the scenario plus the baselines ``buy_and_hold`` and ``cash`` on the same arrays (common random
+numbers). Memory per step lives only inside a chunk; what leaves a chunk is per path or per
+(path, month). Every path is computed on its own, so results are bit-identical for any chunk
+size and thread count. Table columns: docs/semantics.md "Result tables". Money in dollars.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .market import BLOCK, MarketPaths, generate_market, market_params, resolve_threads
+from .scenario import Scenario
+from .strategies import codes as C
+from .strategies.kernel import run_paths
+from .strategies.params import KernelParams, all_strategies, to_kernel, underlying_tables
+
+__all__ = ["Result", "simulate", "run_strategies", "replay", "PER_PATH_COLUMNS", "MONTHLY_COLUMNS"]
+
+PER_PATH_COLUMNS = (
+    "strategy", "path", "final_equity", "total_return", "cagr", "ann_vol", "sharpe", "sortino",
+    "max_drawdown", "max_drawdown_days", "min_equity", "ruined", "premium_collected",
+    "realised_pnl", "options_sold", "puts_sold", "calls_sold", "spreads_sold", "assignments",
+    "called_away", "early_assignments", "expired_worthless", "rolls", "profit_takes",
+    "stop_losses", "closes", "trades_won", "trades_lost", "avg_win", "avg_loss",
+    "days_in_shares", "capital_used", "withdrawn", "shortfalls", "first_shortfall_month",
+    "dominant_regime", "stressed_share",
+)
+MONTHLY_COLUMNS = ("strategy", "path", "month", "premium", "realised_pnl", "mtm_return",
+                   "withdrawn", "shortfall", "equity", "partial")
+LOG_COLUMNS = ("step", "action", "underlying", "kind", "strike", "expiry", "contracts", "price",
+               "spot", "iv", "cash", "equity")
+
+# kernel field -> per_path column, for the plain copies (counts become int64)
+_COUNTS = {
+    "options_sold": C.F_OPTIONS_SOLD, "puts_sold": C.F_PUTS_SOLD, "calls_sold": C.F_CALLS_SOLD,
+    "spreads_sold": C.F_SPREADS_SOLD, "assignments": C.F_ASSIGNMENTS,
+    "called_away": C.F_CALLED_AWAY, "early_assignments": C.F_EARLY,
+    "expired_worthless": C.F_EXPIRED, "rolls": C.F_ROLLS, "profit_takes": C.F_PROFIT_TAKES,
+    "stop_losses": C.F_STOP_LOSSES, "closes": C.F_CLOSES, "trades_won": C.F_WON,
+    "trades_lost": C.F_LOST, "days_in_shares": C.F_DAYS_SHARES, "shortfalls": C.F_SHORTFALLS,
+    "first_shortfall_month": C.F_FIRST_SHORTFALL, "max_drawdown_days": C.F_DD_DAYS,
+}
+_MONEY = {
+    "final_equity": C.F_FINAL, "max_drawdown": C.F_MAX_DD, "min_equity": C.F_MIN_EQ,
+    "premium_collected": C.F_PREMIUM, "realised_pnl": C.F_REALISED,
+    "capital_used": C.F_CAPITAL_USED, "withdrawn": C.F_WITHDRAWN,
+}
+_MIN_THREAD_PATHS = 64   # below this many paths per thread a chunk runs on one thread
+_STD_TINY = 1e-12        # a monthly std below this makes sharpe / sortino undefined (nan)
+
+
+@dataclass(frozen=True, eq=False)
+class Result:
+    """Outcome of `simulate` / `run_strategies`.
+
+    per_path: one row per (strategy, path); monthly: one row per (strategy, path, month); columns
+    as in docs/semantics.md "Result tables". `path_steps_per_second` counts strategy path-steps
+    (n_paths x n_steps x len(strategies)) per second of wall time, market generation included.
+    `block_paths` is the random-stream block size (None for user-supplied paths).
+    """
+
+    per_path: pd.DataFrame
+    monthly: pd.DataFrame
+    scenario: Scenario
+    seed: int | None
+    n_paths: int
+    n_steps: int
+    chunk_paths: int
+    block_paths: int | None
+    wall_time: float
+    path_steps_per_second: float
+    strategies: tuple[str, ...]
+
+
+class _Plan:
+    """Everything fixed for one run: kernel parameters, tables, output buffers, threads."""
+
+    def __init__(self, scenario: Scenario, n_paths: int, n_steps: int, threads: int | None):
+        self.scenario = scenario
+        run = scenario.run
+        self.n_paths = n_paths
+        self.n_steps = n_steps
+        self.month = run.month_steps
+        self.n_months = -(-n_steps // self.month)
+        self.rules = all_strategies(scenario)
+        self.names = tuple(r.name for r in self.rules)
+        self.kps = [_with_steps(to_kernel(r, scenario), n_steps, self.n_months) for r in self.rules]
+        self.und_f, self.every, self.skew = underlying_tables(scenario)
+        self.threads = resolve_threads(threads)
+        n_s = len(self.rules)
+        self.out_path = np.zeros((n_s, n_paths, C.N_F))
+        self.stats = np.zeros((n_s, n_paths, 3))             # ann_vol, sharpe, sortino
+        self.regime = np.zeros((n_paths, 2))                 # dominant, stressed share
+        rows = n_s * n_paths * self.n_months
+        self.m_cols = {k: np.zeros(rows) for k in ("premium", "realised_pnl", "mtm_return",
+                                                    "withdrawn", "equity")}
+        self.m_short = np.zeros(rows, dtype=np.bool_)
+
+    def run_chunk(self, first: int, spot, iv, regime, pool):
+        """Run every strategy on market rows for global paths [first, first + len(spot))."""
+        rows = spot.shape[0]
+        n_reg = self.scenario.regimes.count
+        if regime.shape[0] and int(regime.max()) >= n_reg:
+            raise ValueError(f"market regime {int(regime.max())} >= the scenario's {n_reg} regimes")
+        months = np.zeros((rows, self.n_months, C.N_M))
+        dummy_log = np.zeros((1, C.N_L))
+        bounds = _split(rows, self.threads)
+        for s, kp in enumerate(self.kps):
+            out_p = self.out_path[s, first:first + rows]
+
+            def task(b, kp=kp, out_p=out_p):
+                run_paths(spot, iv, regime, b[0], b[1], kp.ip, kp.fp, kp.su, self.und_f,
+                          self.every, self.skew, out_p, months, dummy_log)
+
+            if pool is None or len(bounds) == 1:
+                for b in bounds:
+                    task(b)
+            else:
+                list(pool.map(task, bounds))
+            self._monthly(s, first, months)
+        self._regimes(first, regime)
+
+    def _monthly(self, s, first, months):
+        rows = months.shape[0]
+        nm = self.n_months
+        lo = (s * self.n_paths + first) * nm
+        hi = lo + rows * nm
+        eq0 = months[:, :, C.M_EQ_START]
+        eq1 = months[:, :, C.M_EQ_END]
+        wd = months[:, :, C.M_WITHDRAWN]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mtm = np.where(eq0 > 0.0, (eq1 + wd) / eq0 - 1.0, np.nan)
+        self.m_cols["premium"][lo:hi] = months[:, :, C.M_PREMIUM].ravel()
+        self.m_cols["realised_pnl"][lo:hi] = months[:, :, C.M_REALISED].ravel()
+        self.m_cols["mtm_return"][lo:hi] = mtm.ravel()
+        self.m_cols["withdrawn"][lo:hi] = wd.ravel()
+        self.m_cols["equity"][lo:hi] = eq1.ravel()
+        self.m_short[lo:hi] = months[:, :, C.M_SHORTFALL].ravel() > 0.0
+        full = self.n_steps // self.month
+        run = self.scenario.run
+        rf = math.exp(run.risk_free_rate * self.month * run.dt) - 1.0
+        self.stats[s, first:first + rows] = _return_stats(mtm[:, :full], rf)
+
+    def _regimes(self, first, regime):
+        n_reg = self.scenario.regimes.count
+        body = regime[:, 1:]
+        counts = np.stack([(body == r).sum(axis=1) for r in range(n_reg)], axis=1)
+        rows = regime.shape[0]
+        self.regime[first:first + rows, 0] = np.argmax(counts, axis=1)
+        self.regime[first:first + rows, 1] = counts[:, n_reg - 1] / max(self.n_steps, 1)
+
+    def result(self, first_path, seed, chunk_paths, block_paths, wall):
+        return Result(
+            per_path=self._per_path(first_path),
+            monthly=self._monthly_frame(first_path),
+            scenario=self.scenario,
+            seed=seed,
+            n_paths=self.n_paths,
+            n_steps=self.n_steps,
+            chunk_paths=chunk_paths,
+            block_paths=block_paths,
+            wall_time=wall,
+            path_steps_per_second=(self.n_paths * self.n_steps * len(self.names) / wall
+                                   if wall > 0 else math.inf),
+            strategies=self.names,
+        )
+
+    def _strategy_col(self, reps):
+        codes = np.repeat(np.arange(len(self.names), dtype=np.int8), reps)
+        return pd.Categorical.from_codes(codes, categories=list(self.names))
+
+    def _per_path(self, first_path):
+        run = self.scenario.run
+        n_s, P = len(self.names), self.n_paths
+        o = self.out_path.reshape(n_s * P, C.N_F)
+        init = run.initial_equity
+        final = o[:, C.F_FINAL]
+        years = self.n_steps / run.steps_per_year
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            cagr = np.where(final > 0.0, np.power(np.maximum(final, 0.0) / init, 1.0 / years) - 1.0, -1.0)
+            won, lost = o[:, C.F_WON], o[:, C.F_LOST]
+            avg_win = np.where(won > 0, o[:, C.F_SUM_WIN] / np.maximum(won, 1.0), np.nan)
+            avg_loss = np.where(lost > 0, o[:, C.F_SUM_LOSS] / np.maximum(lost, 1.0), np.nan)
+        st = self.stats.reshape(n_s * P, 3)
+        cols = {
+            "strategy": self._strategy_col(P),
+            "path": np.tile(np.arange(first_path, first_path + P, dtype=np.int64), n_s),
+            "total_return": final / init - 1.0,
+            "cagr": cagr,
+            "ann_vol": st[:, 0],
+            "sharpe": st[:, 1],
+            "sortino": st[:, 2],
+            "ruined": o[:, C.F_MIN_EQ] < run.ruin_level * init,
+            "avg_win": avg_win,
+            "avg_loss": avg_loss,
+            "dominant_regime": np.tile(self.regime[:, 0].astype(np.int64), n_s),
+            "stressed_share": np.tile(self.regime[:, 1], n_s),
+        }
+        for k, f in _MONEY.items():
+            cols[k] = o[:, f].copy()
+        for k, f in _COUNTS.items():
+            cols[k] = o[:, f].astype(np.int64)
+        return pd.DataFrame({k: cols[k] for k in PER_PATH_COLUMNS})
+
+    def _monthly_frame(self, first_path):
+        n_s, P, nm = len(self.names), self.n_paths, self.n_months
+        month = np.tile(np.arange(nm, dtype=np.int64), n_s * P)
+        partial = (self.n_steps % self.month != 0) & (month == nm - 1)
+        cols = {
+            "strategy": self._strategy_col(P * nm),
+            "path": np.tile(np.repeat(np.arange(first_path, first_path + P, dtype=np.int64), nm), n_s),
+            "month": month,
+            **self.m_cols,
+            "shortfall": self.m_short,
+            "partial": partial,
+        }
+        return pd.DataFrame({k: cols[k] for k in MONTHLY_COLUMNS})
+
+
+def _with_steps(kp: KernelParams, n_steps: int, n_months: int) -> KernelParams:
+    ip = kp.ip.copy()
+    ip[C.IP_N_STEPS] = n_steps
+    ip[C.IP_N_MONTHS] = n_months
+    return kp._replace(ip=ip)
+
+
+def _split(rows: int, threads: int):
+    """Contiguous row ranges, one per thread (fewer for small chunks)."""
+    k = max(1, min(threads, rows // _MIN_THREAD_PATHS))
+    edges = np.linspace(0, rows, k + 1).astype(np.int64)
+    return [(int(edges[i]), int(edges[i + 1])) for i in range(k) if edges[i + 1] > edges[i]] or [(0, 0)]
+
+
+def _return_stats(ret: np.ndarray, rf: float) -> np.ndarray:
+    """(ann_vol, sharpe, sortino) per row of full-month returns; nan when undefined."""
+    out = np.full((ret.shape[0], 3), np.nan)
+    k = ret.shape[1]
+    if k < 2:
+        return out
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ex = ret - rf
+        sd = np.std(ret, axis=1, ddof=1)
+        sd_ex = np.std(ex, axis=1, ddof=1)
+        mean_ex = np.mean(ex, axis=1)
+        down = np.sqrt(np.mean(np.minimum(ex, 0.0) ** 2, axis=1))
+        out[:, 0] = sd * math.sqrt(12.0)
+        out[:, 1] = np.where(sd_ex > _STD_TINY, mean_ex / sd_ex * math.sqrt(12.0), np.nan)
+        out[:, 2] = np.where(down > _STD_TINY, mean_ex / down * math.sqrt(12.0), np.nan)
+    return out
+
+
+def simulate(scenario: Scenario, n_paths: int | None = None, seed: int | None = None,
+             chunk_paths: int | None = None, threads: int | None = None) -> Result:
+    """Simulate every strategy of `scenario` (plus buy_and_hold and cash) on n_paths paths.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    n_paths, seed, chunk_paths : int, optional
+        Default to scenario.run.paths / seed / chunk_paths. Results do not depend on
+        chunk_paths or threads (bit-identical).
+    threads : int, optional
+        Worker threads (default: numba's thread count).
+    """
+    run = scenario.run
+    n_paths = int(run.paths if n_paths is None else n_paths)
+    seed = int(run.seed if seed is None else seed)
+    chunk = int(run.chunk_paths if chunk_paths is None else chunk_paths)
+    if n_paths < 1 or chunk < 1:
+        raise ValueError(f"n_paths and chunk_paths must be >= 1 (got {n_paths}, {chunk})")
+    t0 = time.perf_counter()
+    plan = _Plan(scenario, n_paths, run.n_steps, threads)
+    params = market_params(scenario)
+    n_u = scenario.n_underlyings
+    rows = min(chunk, n_paths)
+    buf = (np.empty((rows, run.n_steps + 1, n_u)), np.empty((rows, run.n_steps + 1, n_u)),
+           np.empty((rows, run.n_steps + 1), dtype=np.int8))
+    pool = ThreadPoolExecutor(plan.threads) if plan.threads > 1 else None
+    try:
+        for first in range(0, n_paths, chunk):
+            take = min(chunk, n_paths - first)
+            spot, iv, reg = generate_market(params, seed, first, take, out=buf, threads=plan.threads)
+            plan.run_chunk(first, spot, iv, reg, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    return plan.result(0, seed, chunk, BLOCK, time.perf_counter() - t0)
+
+
+def _check_market(scenario: Scenario, market: MarketPaths):
+    if tuple(market.underlyings) != scenario.underlying_names:
+        raise ValueError(f"market underlyings {market.underlyings} must equal the scenario's "
+                         f"{scenario.underlying_names} (same names, same order)")
+    if market.steps_per_year != scenario.run.steps_per_year:
+        raise ValueError(f"market steps_per_year {market.steps_per_year} != scenario "
+                         f"run.steps_per_year {scenario.run.steps_per_year}")
+    if market.n_steps < 1:
+        raise ValueError("market needs at least one step after step 0")
+
+
+def run_strategies(scenario: Scenario, market: MarketPaths, threads: int | None = None) -> Result:
+    """Run every strategy of `scenario` (plus the baselines) on the given paths.
+
+    The horizon is the market's (market.n_steps steps); rows are paths market.first_path, ...
+    """
+    _check_market(scenario, market)
+    t0 = time.perf_counter()
+    plan = _Plan(scenario, market.n_paths, market.n_steps, threads)
+    pool = ThreadPoolExecutor(plan.threads) if plan.threads > 1 else None
+    try:
+        plan.run_chunk(0, market.spot, market.atm_iv, market.regime, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    return plan.result(market.first_path, None, market.n_paths, None, time.perf_counter() - t0)
+
+
+def _strategy_rules(scenario: Scenario, strategy):
+    for r in all_strategies(scenario):
+        if r.name == strategy:
+            return r
+    names = ", ".join(r.name for r in all_strategies(scenario))
+    from .errors import ScenarioError
+    raise ScenarioError(f"strategy: {strategy!r} is not allowed (must be one of {names})")
+
+
+def replay_market(scenario: Scenario, market: MarketPaths, strategy: str, row: int = 0) -> pd.DataFrame:
+    """Trade log of one market row for one strategy (same kernel as `simulate`)."""
+    _check_market(scenario, market)
+    rules = _strategy_rules(scenario, strategy)
+    n = market.n_steps
+    month = scenario.run.month_steps
+    nm = -(-n // month)
+    kp = _with_steps(to_kernel(rules, scenario, log=True), n, nm)
+    und_f, every, skew = underlying_tables(scenario)
+    cap = max(int(kp.ip[C.IP_CAP]), 1)
+    log = np.zeros(((n + 1) * (3 * cap + 3) + 8, C.N_L))
+    out_p = np.zeros((market.n_paths, C.N_F))
+    months = np.zeros((market.n_paths, nm, C.N_M))
+    rows = run_paths(market.spot, market.atm_iv, market.regime, row, row + 1, kp.ip, kp.fp, kp.su,
+                     und_f, every, skew, out_p, months, log)
+    return _log_frame(log[:rows], market.underlyings)
+
+
+def replay(scenario: Scenario, path: int, strategy: str, seed: int | None = None) -> pd.DataFrame:
+    """Trade log of global path `path` for `strategy` (a scenario strategy or a baseline).
+
+    The market of exactly that path is generated (same bits as in `simulate`), so the `end`
+    row's equity equals that path's `final_equity` in `simulate(...).per_path`. Columns: step,
+    action, underlying, kind, strike ($/share), expiry (step), contracts, price ($/share; withdraw:
+    $ paid; end: final equity), spot ($), iv, cash ($), equity ($), cash and equity after the event.
+    """
+    seed = int(scenario.run.seed if seed is None else seed)
+    params = market_params(scenario)
+    spot, iv, reg = generate_market(params, seed, int(path), 1)
+    market = MarketPaths(spot, iv, reg, params.underlyings, params.steps_per_year, int(path))
+    return replay_market(scenario, market, strategy)
+
+
+def _log_frame(log: np.ndarray, underlyings) -> pd.DataFrame:
+    u = log[:, C.L_U].astype(np.int64)
+    k = log[:, C.L_KIND].astype(np.int64)
+    names = np.array(list(underlyings) + [""], dtype=object)
+    kinds = np.array(list(C.OPT_NAMES) + [""], dtype=object)
+    acts = np.array(C.ACTION_NAMES, dtype=object)
+    return pd.DataFrame({
+        "step": log[:, C.L_STEP].astype(np.int64),
+        "action": acts[log[:, C.L_ACTION].astype(np.int64)],
+        "underlying": names[np.where(u < 0, len(underlyings), u)],
+        "kind": kinds[np.where(k < 0, len(C.OPT_NAMES), k)],
+        "strike": log[:, C.L_STRIKE],
+        "expiry": log[:, C.L_EXPIRY].astype(np.int64),
+        "contracts": log[:, C.L_C],
+        "price": log[:, C.L_PRICE],
+        "spot": log[:, C.L_SPOT],
+        "iv": log[:, C.L_IV],
+        "cash": log[:, C.L_CASH],
+        "equity": log[:, C.L_EQUITY],
+    }, columns=list(LOG_COLUMNS))
