@@ -87,6 +87,9 @@ def staged_dir(target: str | Path, force: bool = False) -> Iterator[Path]:
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary directory
         yield tmp
         _commit(tmp, target, force)
     except BaseException:

@@ -22,7 +22,9 @@ computed over all paths (never a sample). Conventions:
   differences d = x_A - x_B; mean(d) with se = std(d) / sqrt(n) and a normal 95% interval
   mean +- 1.96 se; the unpaired interval uses se = sqrt(var_A / n + var_B / n) for contrast.
 * Per-regime breakdown: each path is assigned to its dominant regime (`dominant_regime`, the regime
-  it spent most steps in, ties to the lower index); metrics are conditioned on that.
+  it spent most steps in, ties to the lower index); metrics are conditioned on that. Because a
+  short-lived stressed regime is rarely dominant, the same metrics are also given by terciles of
+  `stressed_share` (share of steps in the last regime), `per_regime.by_stressed_share`.
 """
 
 from __future__ import annotations
@@ -142,6 +144,17 @@ def _prob(mask) -> dict:
     return {"p": p, "se": _num(math.sqrt(p * (1.0 - p) / n)) if n > 1 else None}
 
 
+def _sorted_quantile(srt: np.ndarray, p: float) -> float:
+    """numpy's default (linear) quantile of an ascending array: interpolate at h = (n - 1) p."""
+    n = len(srt)
+    h = (n - 1) * p
+    lo = int(math.floor(h))
+    hi = min(lo + 1, n - 1)
+    t = h - lo
+    a, b = float(srt[lo]), float(srt[hi])
+    return a + (b - a) * t if t < 0.5 else b - (b - a) * (1.0 - t)
+
+
 def describe(x, *, cluster_means=None, ci_n: int | None = None) -> dict:
     """Mean (se), std, quantiles with order-statistic CIs of the finite values of `x`.
 
@@ -164,22 +177,18 @@ def describe(x, *, cluster_means=None, ci_n: int | None = None) -> dict:
     out["mean"] = _num(mean)
     out["se"] = _num(se)
     out["std"] = _num(a.std(ddof=1)) if n > 1 else None
-    qs = np.quantile(a, QUANTILES)
-    out["quantiles"] = {_qkey(p): _num(q) for p, q in zip(QUANTILES, qs)}
+    srt = np.sort(a)
+    out["quantiles"] = {_qkey(p): _num(_sorted_quantile(srt, p)) for p in QUANTILES}
     m = n if ci_n is None else int(ci_n)
-    srt = None
     cis = {}
     for p in QUANTILES:
         lo, hi = quantile_ci_ranks(m, p)
         if ci_n is None:
-            if srt is None:
-                srt = np.sort(a)
             cis[_qkey(p)] = [_num(srt[lo - 1]) if lo else None, _num(srt[hi - 1]) if hi else None]
         else:
-            lv = None if lo is None else (lo - 1) / max(m - 1, 1)
-            hv = None if hi is None else (hi - 1) / max(m - 1, 1)
-            cis[_qkey(p)] = [None if lv is None else _num(np.quantile(a, lv)),
-                             None if hv is None else _num(np.quantile(a, hv))]
+            # ranks of the path count mapped onto the path-month sample (conservative)
+            cis[_qkey(p)] = [None if lo is None else _num(_sorted_quantile(srt, (lo - 1) / max(m - 1, 1))),
+                             None if hi is None else _num(_sorted_quantile(srt, (hi - 1) / max(m - 1, 1)))]
     out["quantile_ci"] = cis
     return out
 
@@ -273,27 +282,33 @@ def _full_months(monthly: pd.DataFrame) -> pd.DataFrame:
     return monthly
 
 
-def _path_means(paths: np.ndarray, values: np.ndarray, path_ids: np.ndarray) -> np.ndarray:
-    """Mean of `values` per path, in the order of `path_ids` (nan for a path without rows)."""
-    pos = np.searchsorted(path_ids, paths)
-    s = np.bincount(pos, weights=values, minlength=len(path_ids))
-    c = np.bincount(pos, minlength=len(path_ids))
+def _path_positions(paths: np.ndarray, pp: pd.DataFrame) -> tuple[np.ndarray, int]:
+    """Row of `pp` (its order) of each monthly path index, and the number of rows."""
+    ids = pp["path"].to_numpy()
+    n = len(ids)
+    if n and np.array_equal(ids, np.arange(ids[0], ids[0] + n)):
+        return paths - ids[0], n
+    order = np.argsort(ids, kind="stable")
+    return order[np.searchsorted(ids[order], paths)], n
+
+
+def _path_means(pos: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Mean of `values` per path row (nan for a path without rows)."""
+    s = np.bincount(pos, weights=values, minlength=n)
+    c = np.bincount(pos, minlength=n)
     with np.errstate(invalid="ignore", divide="ignore"):
         return s / c
 
 
 def _income_block(pp: pd.DataFrame, mo: pd.DataFrame, ctx: SummaryContext) -> dict:
-    path_ids = pp["path"].to_numpy()
-    order = np.argsort(path_ids, kind="stable")
-    sorted_ids = path_ids[order]
     full = _full_months(mo)
-    paths = full["path"].to_numpy()
+    pos, n = _path_positions(full["path"].to_numpy(), pp)
     out: dict[str, Any] = {"full_months_per_path": int(len(full) // max(len(pp), 1))}
     for col in ("premium", "realised_pnl", "mtm_return"):
         v = full[col].to_numpy(dtype=np.float64)
-        cm = _path_means(paths, v, sorted_ids)
+        cm = _path_means(pos, v, n)
         d = describe(v, cluster_means=cm, ci_n=len(pp))
-        neg = _path_means(paths, (v < 0).astype(np.float64), sorted_ids)
+        neg = _path_means(pos, (v < 0).astype(np.float64), n)
         d["share_negative"] = _num((v < 0).mean()) if len(v) else None
         d["share_negative_se"] = _num(_finite(neg).std(ddof=1) / math.sqrt(len(_finite(neg)))) if len(_finite(neg)) > 1 else None
         out[col] = d
@@ -346,44 +361,50 @@ def _withdrawal_block(pp: pd.DataFrame, ctx: SummaryContext) -> dict:
     }
 
 
+def _conditional(m: np.ndarray, prem, real, depth, cagr, ruined) -> dict:
+    """Income and drawdown of the paths selected by mask `m` (keys always present)."""
+    n = int(m.sum())
+    d = describe(depth[m])
+    c = describe(cagr[m])
+    return {
+        "n_paths": n,
+        "share_of_paths": _num(m.mean()) if len(m) else None,
+        "monthly_premium": _mean(prem[m]),
+        "monthly_realised_pnl": _mean(real[m]),
+        "cagr": {"mean": c.get("mean"), "se": c.get("se"), "p50": c["quantiles"]["p50"]},
+        "max_drawdown_depth": {"mean": d.get("mean"), "se": d.get("se"), "p50": d["quantiles"]["p50"],
+                               "p95": d["quantiles"]["p95"]},
+        "p_max_drawdown_above_20pct": _prob(depth[m] > 0.20) if n else {"p": None, "se": None},
+        "p_ruin": _prob(ruined[m]) if n else {"p": None, "se": None},
+    }
+
+
 def _regime_block(pp: pd.DataFrame, mo: pd.DataFrame, ctx: SummaryContext) -> dict:
+    """Conditioned on each path's dominant regime; beside it, on terciles of stressed_share."""
     regimes = pp["dominant_regime"].to_numpy()
-    n = len(pp)
-    path_ids = pp["path"].to_numpy()
-    order = np.argsort(path_ids, kind="stable")
     full = _full_months(mo)
-    paths = full["path"].to_numpy()
-    prem = _path_means(paths, full["premium"].to_numpy(dtype=np.float64), path_ids[order])
-    real = _path_means(paths, full["realised_pnl"].to_numpy(dtype=np.float64), path_ids[order])
-    inv = np.empty_like(order)
-    inv[order] = np.arange(len(order))
-    prem, real = prem[inv], real[inv]  # back to per_path row order
-    depth = -pp["max_drawdown"].to_numpy(dtype=np.float64)
-    cagr = pp["cagr"].to_numpy(dtype=np.float64)
-    ruined = pp["ruined"].to_numpy(dtype=bool)
+    pos, n_rows = _path_positions(full["path"].to_numpy(), pp)
+    cols = (
+        _path_means(pos, full["premium"].to_numpy(dtype=np.float64), n_rows),
+        _path_means(pos, full["realised_pnl"].to_numpy(dtype=np.float64), n_rows),
+        -pp["max_drawdown"].to_numpy(dtype=np.float64),
+        pp["cagr"].to_numpy(dtype=np.float64),
+        pp["ruined"].to_numpy(dtype=bool),
+    )
     names = ctx.regime_names or tuple(str(r) for r in sorted(set(regimes.tolist())))
-    out = {}
-    for k, name in enumerate(names):
-        m = regimes == k
-        if not m.any():
-            out[name] = {"n_paths": 0, "share_of_paths": 0.0}
-            continue
-        d = describe(depth[m])
-        out[name] = {
-            "regime": k,
-            "n_paths": int(m.sum()),
-            "share_of_paths": float(m.mean()),
-            "monthly_premium": _mean(prem[m]),
-            "monthly_realised_pnl": _mean(real[m]),
-            "cagr": {"mean": _mean(cagr[m])["mean"], "se": _mean(cagr[m])["se"],
-                     "p50": describe(cagr[m])["quantiles"]["p50"]},
-            "max_drawdown_depth": {"p50": d["quantiles"]["p50"], "p95": d["quantiles"]["p95"],
-                                   "mean": d["mean"], "se": d["se"]},
-            "p_max_drawdown_above_20pct": _prob(depth[m] > 0.20),
-            "p_ruin": _prob(ruined[m]),
-        }
-    return {"conditioned_on": "dominant_regime", "stressed_share": _mean(pp["stressed_share"]),
-            "regimes": out, "n_paths": n}
+    out = {name: {"regime": k, **_conditional(regimes == k, *cols)} for k, name in enumerate(names)}
+    share = pp["stressed_share"].to_numpy(dtype=np.float64)
+    e1, e2 = (np.quantile(share, [1 / 3, 2 / 3]) if len(share) else (math.nan, math.nan))
+    terciles = {
+        "low": {"stressed_share": [0.0, _num(e1)], **_conditional(share <= e1, *cols)},
+        "mid": {"stressed_share": [_num(e1), _num(e2)], **_conditional((share > e1) & (share <= e2), *cols)},
+        "high": {"stressed_share": [_num(e2), 1.0], **_conditional(share > e2, *cols)},
+    }
+    return {"conditioned_on": "dominant_regime", "stressed_regime": names[-1] if names else None,
+            "stressed_share": _mean(share), "regimes": out,
+            "by_stressed_share": {"bins": "terciles of stressed_share over paths (low <= e1 < mid <= e2 < high)",
+                                  **terciles},
+            "n_paths": int(len(pp))}
 
 
 def strategy_metrics(pp: pd.DataFrame, mo: pd.DataFrame, ctx: SummaryContext, *, regimes: bool = True) -> dict:

@@ -80,9 +80,9 @@ def monthly_frame(strategy: str, n_paths: int, n_months: int, *, premium=0.0, re
     })
 
 
-def make_result(per_path: pd.DataFrame, monthly: pd.DataFrame, raw: dict = RAW):
+def make_result(per_path: pd.DataFrame, monthly: pd.DataFrame, raw: dict = RAW, names=None):
     sc = parse_scenario(raw)
-    names = tuple(pd.unique(per_path["strategy"]))
+    names = tuple(names or pd.unique(per_path["strategy"]))
     n = int(per_path["path"].nunique())
     return types.SimpleNamespace(per_path=per_path, monthly=monthly, scenario=sc, seed=sc.run.seed, n_paths=n,
                                  n_steps=sc.run.n_steps, chunk_paths=1024, block_paths=1024, wall_time=0.5,
@@ -401,3 +401,33 @@ def test_synthetic_result_summarises_consistently():
     for q, (lo, hi) in m["cagr"]["quantile_ci"].items():
         v = m["cagr"]["quantiles"][q]
         assert (lo is None or lo <= v) and (hi is None or v <= hi)
+
+
+def test_per_regime_stressed_share_terciles_and_empty_regime(hand):
+    res, _, _, _ = hand
+    pp = res.per_path.copy()
+    pp["dominant_regime"] = 0  # the stressed regime is never dominant: its entry keeps every key
+    s = metrics.summarize(make_result(pp, res.monthly))
+    pr = s["metrics"]["wheel"]["per_regime"]
+    assert pr["regimes"]["stressed"]["n_paths"] == 0 and pr["regimes"]["stressed"]["p_ruin"]["p"] is None
+    assert pr["regimes"]["calm"]["n_paths"] == 4
+    t = pr["by_stressed_share"]  # shares 0.1, 0.2, 0.6, 0.9: terciles at 0.2 and 0.6
+    assert t["low"]["stressed_share"][1] == pytest.approx(0.2) and t["mid"]["stressed_share"][1] == pytest.approx(0.6)
+    assert [t[k]["n_paths"] for k in ("low", "mid", "high")] == [2, 1, 1]
+    assert t["high"]["p_ruin"]["p"] == 1.0  # the ruined path has stressed_share 0.9
+
+
+def test_row_order_and_path_numbers_do_not_matter(hand):
+    res, s, _, _ = hand
+    pp = res.per_path.sample(frac=1.0, random_state=3).copy()
+    mo = res.monthly.sample(frac=1.0, random_state=4).copy()
+    pp["path"] += 1000
+    mo["path"] += 1000
+    s2 = metrics.summarize(make_result(pp, mo, names=res.strategies))
+    for name in ("wheel", "buy_and_hold", "cash"):
+        a, b = s["metrics"][name], s2["metrics"][name]
+        assert a["income"]["premium"]["se"] == pytest.approx(b["income"]["premium"]["se"])
+        assert a["per_regime"]["regimes"]["calm"]["monthly_premium"] == pytest.approx(
+            b["per_regime"]["regimes"]["calm"]["monthly_premium"])
+        assert a["cagr"] == b["cagr"]
+    assert s["paired"] == s2["paired"]
