@@ -351,7 +351,8 @@ def cmd_compare(args) -> int:
     print(f"compare: {', '.join(map(str, args.scenarios))} on the same {paths:,} paths (seed {seed})")
     print(metrics.format_table(summary))
     print()
-    print("paired differences a - b over common paths (95% CI from per-path differences; unpaired CI for contrast)")
+    print("paired differences a - b over common paths (95% CI from per-path differences; unpaired CI for contrast);")
+    print("dCAGR in percentage points; dMaxDD = a's max drawdown depth minus b's (negative: a falls less)")
     print(metrics.format_paired_table(summary))
     if target is not None:
         print(f"wrote {target}")

@@ -256,13 +256,16 @@ def sweep_heatmap_figure(df: pd.DataFrame, keys: Sequence[str], metric: str, str
             z[i, j] = r[metric]
             a[i, j] = r[annotate] if annotate in r else np.nan
         im = ax.imshow(z, aspect="auto", cmap="viridis", origin="lower")
+        finite = z[np.isfinite(z)]
+        lo, hi = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
         for i in range(len(yv)):
             for j in range(len(xv)):
                 if np.isfinite(z[i, j]):
                     txt = f"{z[i, j]:.4g}"
                     if np.isfinite(a[i, j]):
                         txt += f"\nruin {100 * a[i, j]:.1f}%"
-                    ax.text(j, i, txt, ha="center", va="center", fontsize=8, color="w")
+                    bright = hi > lo and (z[i, j] - lo) / (hi - lo) > 0.6  # viridis is light at the top
+                    ax.text(j, i, txt, ha="center", va="center", fontsize=8, color="k" if bright else "w")
         ax.set_yticks(range(len(yv)), [str(v) for v in yv])
         ax.set_ylabel(ykey.split(".")[-1] if "." in ykey else ykey)
         ax.set_xticks(range(len(xv)), [str(v) for v in xv] if xkey else [""])
@@ -271,7 +274,7 @@ def sweep_heatmap_figure(df: pd.DataFrame, keys: Sequence[str], metric: str, str
         fig.colorbar(im, ax=ax, label=metric)
     for ax in axes[len(strategies):]:
         ax.set_visible(False)
-    fig.suptitle(f"{metric} over the grid" + (f" ({ykey} x {xkey})" if xkey else f" ({ykey})"))
+    fig.suptitle(f"{metric} over the grid\nrows: {ykey}" + (f"\ncolumns: {xkey}" if xkey else ""), fontsize=8)
     return fig
 
 
