@@ -295,6 +295,17 @@ def test_replay_picks_paths_and_writes_trades(tiny, tmp_path, fake_engine, capsy
     assert f"path {worst}" in capsys.readouterr().out
 
 
+def test_scenarios_lists_shipped_files_and_validate_accepts_a_name(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # found beside the package, not only in the working directory
+    assert cli.main(["scenarios"]) == 0
+    out = capsys.readouterr().out
+    shipped = sorted(p.name for p in (Path(cli.__file__).resolve().parent.parent / "scenarios").glob("*.toml"))
+    assert shipped and all(name in out for name in shipped)
+    assert "spy_wheel.toml" in out and "wheel" in out.lower()
+    assert cli.main(["validate", "spy_wheel", "--set", "run.paths=10"]) == 0
+    assert capsys.readouterr().out.startswith("ok: ")
+
+
 # --------------------------------------------------------------------------------------------
 # CLI in subprocesses: bad input
 
@@ -304,40 +315,71 @@ def _mcsim(*args, cwd=None, **kw):
                             stderr=subprocess.PIPE, text=True, **kw)
 
 
-def test_bad_input_one_line_exit_2(tiny, tmp_path):
+def _bad_input_cases(tmp_path: Path, tiny: Path) -> dict:
+    """name -> (arguments, text the error line must contain, run it as a subprocess too)."""
     bad_toml = tmp_path / "bad.toml"
     bad_toml.write_text("title = 'x'\n[run\n")
     unknown = tmp_path / "unknown.toml"
     unknown.write_text(TINY.replace("seed = 5", "seed = 5\npathz = 3"))
+    badval = tmp_path / "badval.toml"
+    badval.write_text(TINY.replace("horizon_years = 0.25", "horizon_years = -1"))
     market = tmp_path / "market.toml"
     market.write_text(TINY.replace("spot = 100.0", "spot = 120.0"))
     existing = tmp_path / "existing"
     existing.mkdir()
     (existing / "keep").write_text("x")
-    cases = {
-        "missing file": (["run", tmp_path / "nope.toml"], "nope.toml"),
-        "unreadable toml": (["run", bad_toml], "not valid TOML"),
-        "unknown key in file": (["run", unknown], "run.pathz"),
-        "unknown key in --set": (["run", tiny, "--set", "run.foo=1"], "run.foo"),
-        "bad value in --set": (["run", tiny, "--set", "strategies.wheel.put.delta=1.5"], "strategies.wheel.put.delta"),
-        "unknown strategy in --set": (["run", tiny, "--set", "strategies.nope.put.delta=0.2"], "strategies.nope"),
-        "existing output": (["run", tiny, "--out", existing], "--force"),
-        "bad --paths": (["run", tiny, "--paths", "0"], "--paths"),
-        "bad --grid": (["sweep", tiny, "--grid", "strategies.wheel.put.delta"], "--grid"),
-        "unknown replay strategy": (["replay", tiny, "--path", "1", "--strategy", "zz"], "--strategy"),
-        "replay path out of range": (["replay", tiny, "--path", "300", "--strategy", "wheel"], "--path"),
-        "compare different markets": (["compare", tiny, market], "[underlyings]"),
+    return {
+        # the cases of the issue, each also as a real subprocess
+        "missing file": (["run", tmp_path / "nope.toml"], "nope.toml", True),
+        "unreadable toml": (["run", bad_toml], "not valid TOML", True),
+        "unknown key": (["run", unknown], "run.pathz", True),
+        "bad value": (["run", tiny, "--set", "strategies.wheel.put.delta=1.5"], "strategies.wheel.put.delta", True),
+        "unknown strategy in --set": (["run", tiny, "--set", "strategies.nope.put.delta=0.2"], "strategies.nope", True),
+        "existing output": (["run", tiny, "--out", existing], "--force", True),
+        "bad --paths": (["run", tiny, "--paths", "0"], "--paths", True),
+        # the same handling on the other commands, in process
+        "unknown key in --set": (["run", tiny, "--set", "run.foo=1"], "run.foo", False),
+        "bad value in file": (["validate", badval], "run.horizon_years", False),
+        "bad --set syntax": (["validate", tiny, "--set", "novalue"], "--set", False),
+        "bad --grid": (["sweep", tiny, "--grid", "strategies.wheel.put.delta"], "--grid", False),
+        "unknown --grid strategy": (["sweep", tiny, "--grid", "strategies.zz.put.delta=0.1,0.2"], "strategies.zz", False),
+        "bad --metric": (["sweep", tiny, "--grid", "strategies.wheel.put.delta=0.1", "--metric", "zz"], "--metric", False),
+        "unknown replay strategy": (["replay", tiny, "--path", "1", "--strategy", "zz"], "--strategy", False),
+        "replay path out of range": (["replay", tiny, "--path", "300", "--strategy", "wheel"], "--path", False),
+        "compare different markets": (["compare", tiny, market], "[underlyings]", False),
+        "compare one file": (["compare", tiny], "at least 2", False),
+        "unknown command": (["frobnicate"], "frobnicate", False),
     }
-    procs = {name: _mcsim(*args, cwd=tmp_path) for name, (args, _) in cases.items()}
+
+
+def _check_error(name, code, err, want) -> list[str]:
+    lines = err.splitlines()
+    if code != 2 or len(lines) != 1 or "Traceback" in err or want not in err:
+        return [f"{name}: rc={code} stderr={err!r}"]
+    return []
+
+
+def test_bad_input_one_line_exit_2_in_process(tiny, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    failures = []
+    for name, (args, want, _) in _bad_input_cases(tmp_path, tiny).items():
+        with pytest.raises(SystemExit) as e:
+            cli.main([str(a) for a in args])
+        failures += _check_error(name, e.value.code, capsys.readouterr().err, want)
+    assert not failures, "\n".join(failures)
+    assert [p.name for p in (tmp_path / "existing").iterdir()] == ["keep"]
+    assert not (tmp_path / "results").exists()
+
+
+def test_bad_input_one_line_exit_2_subprocess(tiny, tmp_path):
+    cases = {k: v for k, v in _bad_input_cases(tmp_path, tiny).items() if v[2]}
+    procs = {name: _mcsim(*args, cwd=tmp_path) for name, (args, _, _) in cases.items()}  # all at once
     failures = []
     for name, p in procs.items():
-        out, err = p.communicate(timeout=120)
-        lines = err.splitlines()
-        want = cases[name][1]
-        if p.returncode != 2 or len(lines) != 1 or "Traceback" in err or want not in err:
-            failures.append(f"{name}: rc={p.returncode} stderr={err!r}")
+        _, err = p.communicate(timeout=300)
+        failures += _check_error(name, p.returncode, err, cases[name][1])
     assert not failures, "\n".join(failures)
-    assert [p.name for p in existing.iterdir()] == ["keep"]
+    assert [p.name for p in (tmp_path / "existing").iterdir()] == ["keep"]
     assert not (tmp_path / "results").exists()
 
 
@@ -445,8 +487,8 @@ def test_run_end_to_end_and_recompute_from_parquet(tiny, tmp_path):
 @pytest.mark.skipif(not HAS_ENGINE, reason="engine (mcsim.simulate) not available")
 def test_real_engine_sigint_mid_run_leaves_no_result(tiny, tmp_path):
     out = tmp_path / "results" / "big"
-    p = _mcsim("run", tiny, "--paths", "60000", "--chunk-paths", "1024", "--set", "run.horizon_years=5", "--out", out, "--quiet",
-               cwd=tmp_path)
+    p = _mcsim("run", tiny, "--paths", "60000", "--chunk-paths", "1024", "--set", "run.horizon_years=5",
+               "--out", out, "--quiet", cwd=tmp_path)
 
     seen = []
 
