@@ -232,6 +232,12 @@ def _ratio(num, den) -> dict:
     return {"rate": _num(r), "se": _num(se)}
 
 
+def _pooled_mean(per_path_avg, counts) -> dict:
+    """Mean per trade ($) pooled over paths from per-path averages and trade counts, with se."""
+    r = _ratio(np.nan_to_num(np.asarray(per_path_avg, dtype=np.float64)) * counts, counts)
+    return {"mean": r["rate"], "se": r["se"]}
+
+
 def _mean(x) -> dict:
     m, se = _mean_se(x)
     return {"mean": _num(m), "se": _num(se), "n": int(len(_finite(x)))}
@@ -335,8 +341,8 @@ def _trading_block(pp: pd.DataFrame, ctx: SummaryContext) -> dict:
         "close_rate": _ratio(g("closes"), sold),
         "expired_worthless_rate": _ratio(g("expired_worthless"), sold),
         "win_rate": _ratio(won, won + lost),
-        "avg_win": _ratio(np.nan_to_num(g("avg_win")) * won, won)["rate"],
-        "avg_loss": _ratio(np.nan_to_num(g("avg_loss")) * lost, lost)["rate"],
+        "avg_win": _pooled_mean(g("avg_win"), won),
+        "avg_loss": _pooled_mean(g("avg_loss"), lost),
         "days_in_shares": _mean(g("days_in_shares")),
         "capital_used": _mean(g("capital_used")),
     }

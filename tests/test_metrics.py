@@ -279,8 +279,9 @@ def test_trading_rates_by_hand(hand):
     assert t["assignment_rate"]["rate"] == pytest.approx(5 / 12)  # assignments / puts sold
     assert t["called_away_rate"]["rate"] == pytest.approx(2 / 6)
     assert t["win_rate"]["rate"] == pytest.approx(10 / 16)
-    assert t["avg_win"] == pytest.approx((5 * 200 + 3 * 100 + 2 * 50) / 10)
-    assert t["avg_loss"] == pytest.approx((1 * -300 + 2 * -200 + 3 * -1000) / 6)
+    assert t["avg_win"]["mean"] == pytest.approx((5 * 200 + 3 * 100 + 2 * 50) / 10)
+    assert t["avg_loss"]["mean"] == pytest.approx((1 * -300 + 2 * -200 + 3 * -1000) / 6)
+    assert t["avg_win"]["se"] > 0
     assert t["options_sold_per_year"]["mean"] == pytest.approx(4.5 / 0.5)
     assert s["metrics"]["buy_and_hold"]["trading"]["assignment_rate"]["rate"] is None
 
@@ -431,3 +432,21 @@ def test_row_order_and_path_numbers_do_not_matter(hand):
             b["per_regime"]["regimes"]["calm"]["monthly_premium"])
         assert a["cagr"] == b["cagr"]
     assert s["paired"] == s2["paired"]
+
+
+def test_every_mean_carries_its_standard_error(hand):
+    _, s, _, _ = hand
+    missing = []
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            if "mean" in node and "se" not in node:
+                missing.append(where)
+            for k, v in node.items():
+                walk(v, f"{where}.{k}")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{where}[{i}]")
+
+    walk(s, "summary")
+    assert not missing, missing
