@@ -237,6 +237,10 @@ def _simulate(scenario, args, label: str = ""):
         params = {}
     if show and "progress" in params:
         kwargs["progress"] = bar
+    elif show:  # an engine without a progress callback: say what is running
+        sys.stderr.write(f"{label}simulating {n:,} paths x {scenario.run.n_steps} steps in chunks of {chunk:,} ...")
+        sys.stderr.flush()
+        bar.shown = True
     try:
         return simulate(scenario, **kwargs)
     finally:
