@@ -231,7 +231,7 @@ class PathRun:
             "underlying": self.names[u] if u is not None else "",
             "kind": kind, "strike": strike, "expiry": expiry, "contracts": contracts,
             "price": price, "spot": self.S(u) if u is not None else math.nan, "iv": iv,
-            "cash": self.cash, "equity": math.nan,  # filled with the step's mark at its end
+            "cash": self.cash, "equity": self.equity(),  # after the event, marked at mid
         })
 
     def set_cycle_premium(self, u, value):
@@ -302,8 +302,7 @@ class PathRun:
             self.t = t
             self.step()
         self.t = self.n
-        self.record("end")
-        self.log[-1]["equity"] = self.equity_t[self.n]
+        self.record("end", price=self.equity_t[self.n])
         return self
 
     def step(self):
@@ -347,13 +346,10 @@ class PathRun:
 
     # 1. expiry
     def expire_positions(self):
-        keep = []
-        expiring = []
-        for p in self.positions:
-            (expiring if p.expiry == self.t else keep).append(p)
-        self.positions = keep
-        for p in expiring:
-            self.settle(p, early=False)
+        for p in list(self.positions):  # one by one: the log marks the others still open
+            if p.expiry == self.t:
+                self.positions.remove(p)
+                self.settle(p, early=False)
 
     def settle(self, p: Position, early: bool):
         """Expiry (or early assignment) of `p` at S[t]: assignment / call-away / worthless."""
@@ -417,16 +413,18 @@ class PathRun:
             self.book_realised(base - fee)
             self.end_trade(base - fee - intrinsic * SHARES_PER_CONTRACT * c)
             self.count["assignments"] += 1
-            price = p.strike
+            price = intrinsic
             action = action or "assigned"
         else:  # covered call: shares called away at the strike
             self.cash += p.strike * SHARES_PER_CONTRACT * c - fee
             self.shares[p.u] -= SHARES_PER_CONTRACT * c
+            if self.shares[p.u] < 1e-6:  # a float remainder of "all shares" sold
+                self.shares[p.u] = 0.0
             share_gain = (p.strike - self.purchase_price[p.u]) * SHARES_PER_CONTRACT * c
             self.book_realised(base - fee + share_gain)
             self.end_trade(base - fee - intrinsic * SHARES_PER_CONTRACT * c)
             self.count["called_away"] += 1
-            price = p.strike
+            price = intrinsic
             action = action or "called_away"
         if early:
             self.count["early_assignments"] += 1
@@ -559,21 +557,24 @@ class PathRun:
             amount = run.monthly_withdrawal_pct * self.equity()
         else:
             return
+        if not amount > 0:
+            return
         if self.kind == "buy_and_hold":
-            # no free cash: sell shares pro rata at S; short only when equity is gone
+            # no free cash: sell the fraction pay / value of every holding at S; cash untouched
             value = sum(self.shares[u] * self.S(u) for u in self.unds)
-            paid = min(amount, max(self.cash + value, 0.0))
-            need = paid - self.cash
-            if need > 0 and value > 0:
-                fraction = min(need / value, 1.0)
+            paid = min(amount, value)
+            if paid > 0:
+                fraction = paid / value
                 for u in self.unds:
                     sold = self.shares[u] * fraction
-                    self.cash += sold * self.S(u)
                     self.book_realised((self.S(u) - self.purchase_price[u]) * sold)
                     self.shares[u] -= sold
+                    if self.shares[u] < 1e-6:
+                        self.shares[u] = 0.0
+            paid = max(paid, 0.0)
         else:
             paid = min(amount, max(self.free_cash(), 0.0))
-        self.cash -= paid
+            self.cash -= paid
         self.withdrawn_t[self.t] += paid
         if paid < amount:
             self.shortfall_t[self.t] = True
@@ -695,12 +696,8 @@ class PathRun:
         eq = self.equity()
         self.equity_t[t] = eq
         held = sum(self.shares[u] * self.S(u) for u in range(len(self.shares)))
-        self.used_t[t] = (self.reserved() + held) / eq if eq != 0 else math.nan
+        self.used_t[t] = (self.reserved() + held) / eq if eq > 0 else 0.0
         self.in_shares_t[t] = any(s > 0 for s in self.shares)
-        for row in reversed(self.log):
-            if row["step"] != t:
-                break
-            row["equity"] = eq
 
     # ------------------------------------------------------------------ results
     def months(self):
@@ -717,7 +714,8 @@ class PathRun:
                 "month": m,
                 "premium": sum(self.premium_t[t] for t in steps),
                 "realised_pnl": sum(self.realised_t[t] for t in steps),
-                "mtm_return": (self.equity_t[end] + withdrawn) / self.equity_t[start] - 1.0,
+                "mtm_return": ((self.equity_t[end] + withdrawn) / self.equity_t[start] - 1.0
+                               if self.equity_t[start] > 0 else math.nan),
                 "withdrawn": withdrawn,
                 "shortfall": any(self.shortfall_t[t] for t in steps),
                 "equity": self.equity_t[end],
@@ -732,7 +730,7 @@ class PathRun:
         years = n / self.spy
         out = {"final_equity": final, "total_return": final / self.initial - 1.0}
         out["cagr"] = -1.0 if final <= 0 else (final / self.initial) ** (1.0 / years) - 1.0
-        rets = [row["mtm_return"] for row in monthly]
+        rets = [row["mtm_return"] for row in monthly if not row["partial"]]
         rf = math.exp(self.r * self.M * self.dt) - 1.0
         out.update(monthly_ratios(rets, rf))
         peak = -math.inf
@@ -751,7 +749,7 @@ class PathRun:
         out["realised_pnl"] = sum(self.realised_t)
         out.update(self.count)
         wins = [x for x in self.trade_pnls if x > 0]
-        losses = [x for x in self.trade_pnls if x < 0]
+        losses = [x for x in self.trade_pnls if x <= 0]
         out["trades_won"] = len(wins)
         out["trades_lost"] = len(losses)
         out["avg_win"] = sum(wins) / len(wins) if wins else math.nan
@@ -771,7 +769,11 @@ class PathRun:
 
 
 def monthly_ratios(rets, rf):
-    """ann_vol, sharpe, sortino of monthly returns (sample std, ddof 1), annualised with sqrt(12)."""
+    """ann_vol, sharpe, sortino of the full months' returns (sample std, ddof 1), times sqrt(12).
+
+    sortino's downside deviation is sqrt(mean(min(excess, 0)^2)); nan with fewer than 2 months
+    or a (downside) deviation below 1e-12.
+    """
     nan = math.nan
     k = len(rets)
     if k < 2:
@@ -785,8 +787,8 @@ def monthly_ratios(rets, rf):
     downside = math.sqrt(sum(min(x, 0.0) ** 2 for x in excess) / k)
     return {
         "ann_vol": sd * math.sqrt(12.0),
-        "sharpe": mean_ex / sd_ex * math.sqrt(12.0) if sd_ex > 0 else nan,
-        "sortino": mean_ex / downside * math.sqrt(12.0) if downside > 0 else nan,
+        "sharpe": mean_ex / sd_ex * math.sqrt(12.0) if sd_ex >= 1e-12 else nan,
+        "sortino": mean_ex / downside * math.sqrt(12.0) if downside >= 1e-12 else nan,
     }
 
 

