@@ -41,6 +41,21 @@ from reference import (  # noqa: E402
 ACTIONS = ("sell_put", "sell_call", "open_spread", "buy_to_close", "close_spread",
            "expire_worthless", "assigned", "called_away", "early_assigned", "roll", "withdraw", "end")
 SEEN_ACTIONS: Counter = Counter()  # filled by every comparison, checked by the last test
+SEEN_EVENTS: Counter = Counter()  # (strategy kind, action, option kind) of the reference logs
+# every event of every strategy kind that the text defines
+EVENTS = {
+    ("wheel", "sell_put", "put"), ("wheel", "sell_call", "call"), ("wheel", "buy_to_close", "put"),
+    ("wheel", "buy_to_close", "call"), ("wheel", "expire_worthless", "put"),
+    ("wheel", "expire_worthless", "call"), ("wheel", "assigned", "put"),
+    ("wheel", "called_away", "call"), ("wheel", "early_assigned", "put"),
+    ("wheel", "early_assigned", "call"), ("wheel", "roll", "put"), ("wheel", "roll", "call"),
+    ("put_write", "sell_put", "put"), ("put_write", "buy_to_close", "put"),
+    ("put_write", "expire_worthless", "put"), ("put_write", "assigned", "put"),
+    ("put_write", "early_assigned", "put"), ("put_write", "roll", "put"),
+    ("bull_put_spread", "open_spread", "spread"), ("bull_put_spread", "close_spread", "spread"),
+    ("bull_put_spread", "expire_worthless", "spread"), ("bull_put_spread", "assigned", "spread"),
+    ("bull_put_spread", "early_assigned", "spread"), ("bull_put_spread", "roll", "spread"),
+}
 # Paths set aside because a "dust" position decided the difference (see `_dust`): the text allows
 # fractional contracts of any size > 0, so a trade sized on a free cash of ~1e-11 $ (zero but for
 # float rounding) opens in one implementation and not in the other. Reported, not failed.
@@ -350,6 +365,8 @@ def check_scenario(raw: dict, n_paths: int = 3, replay_paths: int = 0, market=No
         for p in range(n_paths):
             ref = run_reference(scenario, rules, market.spot[p], market.atm_iv[p], market.regime[p])
             SEEN_ACTIONS.update(row["action"] for row in ref["log"])
+            kind = rules if isinstance(rules, str) else rules.kind
+            SEEN_EVENTS.update((kind, row["action"], row["kind"]) for row in ref["log"])
             sel = pp[(pp["strategy"] == name) & (pp["path"] == p)]
             assert len(sel) == 1, f"{name} path {p}: {len(sel)} per_path rows"
             row = sel.iloc[0].to_dict()
@@ -474,11 +491,29 @@ def _designed() -> list[dict]:
                     "early_assignment": False}},
     ]
     out.append(raw)
+    # wheels assigned early by a crash, then covered calls challenged by a rally: call rolls
+    # (credit only or not, each min_strike level), calls bought back, called away
+    raw = _base(n_steps=150)
+    # puts expire at step 10 (dte 14 -> 10 steps): the gap that day assigns them before any roll
+    raw["shocks"] = [{"day": 10, "log_return": -0.2, "iv_add": 0.05},
+                     {"day": 20, "log_return": 0.15, "iv_add": 0.0},
+                     {"day": 70, "log_return": -0.2, "iv_add": 0.0},
+                     {"day": 80, "log_return": 0.2, "iv_add": 0.0}]
+    raw["strategies"] = [
+        {"name": f"wheel_{level}_{credit}", "kind": "wheel", "put": {"delta": 0.45, "dte": 14},
+         "call": {"delta": 0.35, "dte": 21, "min_strike": level},
+         "sizing": {"contracts": "fractional" if credit else "integer", "position_fraction": 0.8},
+         "manage": {"roll_when": "itm", "roll_dte": 14, "roll_out_days": 21, "max_rolls": 2,
+                    "roll_credit_only": credit, "close_if_unable_to_roll": credit,
+                    "stop_loss": 4.0 if credit else 0.0, "early_assignment": False}}
+        for level in ("cost_basis", "purchase_price", "none") for credit in (True, False)
+    ]
+    out.append(raw)
     return out
 
 
 @needs_engine
-@pytest.mark.parametrize("k", range(3))
+@pytest.mark.parametrize("k", range(4))
 def test_designed_scenarios(k):
     check_scenario(_designed()[k], n_paths=4, replay_paths=2)
 
@@ -623,8 +658,12 @@ def test_every_action_occurs():
                 for p in range(3):
                     out = run_reference(scenario, rules, market.spot[p], market.atm_iv[p], market.regime[p])
                     SEEN_ACTIONS.update(row["action"] for row in out["log"])
+                    kind = rules if isinstance(rules, str) else rules.kind
+                    SEEN_EVENTS.update((kind, row["action"], row["kind"]) for row in out["log"])
     missing = [a for a in ACTIONS if SEEN_ACTIONS[a] == 0]
     assert not missing, f"never occurred: {missing}; seen {dict(SEEN_ACTIONS)}"
+    missing = sorted(e for e in EVENTS if SEEN_EVENTS[e] == 0)
+    assert not missing, f"(strategy kind, action, option kind) never seen: {missing}"
 
 
 def test_float_dust_paths_are_rare():
