@@ -3,7 +3,7 @@
 Module-level ints are compile-time constants for numba. Layouts:
 
 * ``ip`` (int64) / ``fp`` (float64): the flat parameter vectors of one strategy (``IP_*``, ``FP_*``),
-  built by :func:`mcsim.strategies.params.to_kernel`.
+  built by :func:`mcsim.strategies.params.to_kernel`; ``uf[u, U_*]`` per-underlying floats.
 * ``out_path[p, F_*]``: per-path scalars (money in dollars, counts as floats).
 * ``out_month[p, m, M_*]``: per-(path, month) rows.
 * ``log[i, L_*]``: the replay event log, one row per event.
@@ -89,7 +89,9 @@ IP_INTEGER = 23       # 1: integer contracts
 IP_MAX_OPEN = 24      # per underlying
 IP_CAP = 25           # position slots
 IP_LOG = 26           # 1: write the event log (replay)
-N_IP = 27
+IP_N_SU = 27          # number of the strategy's underlyings
+IP_SU0 = 28           # ip[IP_SU0 + j]: market index of the strategy's j-th underlying
+N_IP = 28             # fixed part; ip has N_IP + n_su entries
 
 # fp: float parameters
 FP_PUT_VAL = 0        # delta (absolute) or otm_pct
@@ -120,7 +122,9 @@ U_EQDT1 = 1           # exp(q dt) - 1
 U_EQDT = 2            # exp(q dt)
 U_STEP = 3            # strike grid step, $
 U_FLOOR = 4           # IV floor
-N_UF = 5
+U_EVERY = 5           # listed-expiry spacing, trading steps (integral)
+U_SKEW0 = 6           # uf[u, U_SKEW0 + g]: smile skew of regime g
+N_UF = 6              # fixed part; uf has N_UF + n_regimes columns
 
 # per-path outputs
 F_FINAL = 0

@@ -3,7 +3,8 @@
 `run_paths` is the single compiled entry point for every kind (wheel, put_write,
 bull_put_spread, buy_and_hold, cash). It releases the GIL, so the engine runs disjoint path
 ranges on plain threads; each path is computed on its own, so results do not depend on how the
-paths are split. Order of events at each close follows docs/semantics.md exactly.
+paths are split. Order of events at each close follows docs/semantics.md exactly. Argument
+groups MK, PR, ST, OUT as in `positions`.
 
 Units: money in dollars, prices in $ per share, time in trading steps (options: years).
 """
@@ -20,21 +21,22 @@ from mcsim.pricing import round_strike_nb
 from .codes import (
     ACT_END, ACT_OPEN_SPREAD, ACT_SELL_CALL, ACT_SELL_PUT, ACT_WITHDRAW, C_LOG, C_OPEN,
     F_CAPITAL_USED, F_DAYS_SHARES, F_DD_DAYS, F_EQ0, F_FINAL, F_FIRST_SHORTFALL, F_MAX_DD,
-    F_MIN_EQ, F_SHORTFALLS, F_WITHDRAWN, FP_COMM, FP_ER, FP_INITIAL, FP_PF, FP_RATE, FP_WD,
-    FP_WD_PCT, FP_WIDTH, H_CYCLE, H_PRICE, H_SHARES, IP_CAP, IP_CLOSE_DTE_ON, IP_EARLY,
-    IP_ENTRY_EVERY, IP_INTEGER, IP_KIND, IP_MAX_OPEN, IP_MONTH, IP_N_MONTHS, IP_N_STEPS,
-    IP_ROLL_WHEN, IP_SPY, IP_WIDTH_MODE, FP_PROFIT_TAKE, FP_STOP_LOSS, KIND_BUY_HOLD,
-    KIND_SPREAD, KIND_WHEEL, M_EQ_END, M_EQ_START, M_SHORTFALL, M_WITHDRAWN, N_C, N_H, N_PF,
-    N_PI, N_ST, OPT_CALL, OPT_PUT, OPT_SPREAD, PI_EXP, PI_KIND, PI_U, ROLL_OFF, ST_CASH,
-    U_DIV, U_EQDT, U_EQDT1, U_FLOOR, U_STEP, WIDTH_ABS,
+    F_MIN_EQ, F_SHORTFALLS, F_WITHDRAWN, FP_COMM, FP_EA_TV, FP_ER, FP_INITIAL, FP_PF,
+    FP_PROFIT_TAKE, FP_RATE, FP_STOP_LOSS, FP_WD, FP_WD_PCT, FP_WIDTH, H_CYCLE, H_PRICE,
+    H_SHARES, IP_CAP, IP_CLOSE_DTE_ON, IP_EARLY, IP_ENTRY_EVERY, IP_INTEGER, IP_KIND, IP_LOG,
+    IP_MAX_OPEN, IP_MONTH, IP_N_MONTHS, IP_N_STEPS, IP_N_SU, IP_ROLL_WHEN, IP_SPY, IP_SU0,
+    IP_WIDTH_MODE, KIND_BUY_HOLD, KIND_SPREAD, KIND_WHEEL, M_EQ_END, M_EQ_START, M_SHORTFALL,
+    M_WITHDRAWN, N_C, N_H, N_PF, N_PI, N_ST, OPT_CALL, OPT_PUT, OPT_SPREAD, PF_C, PF_KL, PF_KS,
+    PI_EXP, PI_KIND, PI_U, ROLL_OFF, ST_CASH, U_DIV, U_EQDT, U_EQDT1, U_EVERY, U_FLOOR, U_SKEW0,
+    U_STEP, WIDTH_ABS,
 )
 from .options_nb import (
     buy_fill, entry_rule, floor_if, high_iv_active, leg_iv, leg_mid, min_strike_grid,
     nearest_expiry, rule_strike, sell_fill,
 )
 from .positions import (
-    add_position, book_realised, book_sale, log_event, manage_position, mark, min_strike_level,
-    reserved_cash, settle_expiry, try_early_assignment,
+    add_position, assign, book_realised, book_sale, log_event, manage_position, mark,
+    min_strike_level, pos_mids, reserved_cash, settle_expiry,
 )
 
 
@@ -42,106 +44,104 @@ from .positions import (
 # entries
 
 
-@njit(cache=True, nogil=True)
-def _entry_terms(t, u, is_call, mkt, par):
+@njit(cache=True, nogil=True, _nrt=False)
+def _entry_terms(t, u, is_call, spot, atm, reg, p, ip, fp, uf):
     """(expiry step, tau years, rule strike $) of a new option on u at step t (high IV applied)."""
-    S, A, g = mkt
-    ip, fp, und_f, skew, su, every_u = par
-    active = high_iv_active(t, u, A, ip, fp)
+    active = high_iv_active(t, u, atm, p, ip, fp)
     mode, value, dte = entry_rule(is_call, active, ip, fp)
-    e = nearest_expiry(t + dte, t, every_u[u])
+    e = nearest_expiry(t + dte, t, int(uf[u, U_EVERY]))
     tau = (e - t) / ip[IP_SPY]
-    k = rule_strike(S[t, u], A[t, u], tau, fp[FP_RATE], und_f[u, U_DIV], skew[u, g[t]],
-                    und_f[u, U_FLOOR], und_f[u, U_STEP], mode, value, is_call)
+    k = rule_strike(spot[p, t, u], atm[p, t, u], tau, fp[FP_RATE], uf[u, U_DIV],
+                    uf[u, U_SKEW0 + reg[p, t]], uf[u, U_FLOOR], uf[u, U_STEP], mode, value, is_call)
     return e, tau, k
 
 
-@njit(cache=True, nogil=True)
-def _sell_put(t, m, u, equity, mkt, par, sta, out):
+@njit(cache=True, nogil=True, _nrt=False)
+def _sell_put(t, m, u, equity,
+              spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
     """Cash-secured put on u (wheel, put_write), sized on `equity` ($), capped by free cash."""
-    S, A, g = mkt
-    ip, fp, und_f, skew, su, every_u = par
-    pos_i, pos_f, hold, st, cnt = sta
-    e, tau, k = _entry_terms(t, u, False, mkt, par)
+    e, tau, k = _entry_terms(t, u, False, spot, atm, reg, p, ip, fp, uf)
     if not (k > 0.0):
         return
-    s = S[t, u]
+    s = spot[p, t, u]
+    a = atm[p, t, u]
     r = fp[FP_RATE]
-    q = und_f[u, U_DIV]
-    sk = skew[u, g[t]]
-    fl = und_f[u, U_FLOOR]
-    mid = leg_mid(s, A[t, u], k, tau, r, q, sk, fl, False)
+    q = uf[u, U_DIV]
+    sk = uf[u, U_SKEW0 + reg[p, t]]
+    fl = uf[u, U_FLOOR]
+    mid = leg_mid(s, a, k, tau, r, q, sk, fl, False)
     fill = sell_fill(mid, fp)
     comm = fp[FP_COMM]
     if fill * 100.0 - comm <= 0.0:
         return
     integer = ip[IP_INTEGER] != 0
     c = floor_if(fp[FP_PF] * equity / (k * 100.0), integer)
-    free = st[ST_CASH] - reserved_cash(sta)
+    free = st[ST_CASH] - reserved_cash(pos_i, pos_f, cnt)
     den = k * 100.0 - fill * 100.0 + comm
     if den > 0.0:
         c = min(c, floor_if(free / den, integer))
     if not (c > 0.0):
         return
     st[ST_CASH] += fill * 100.0 * c - comm * c
-    add_position(sta, u, OPT_PUT, e, k, math.nan, c, fill, comm * c, t, mid, 0.0)
+    add_position(pos_i, pos_f, cnt, u, OPT_PUT, e, k, math.nan, c, fill, comm * c, t, mid, 0.0)
     if ip[IP_KIND] == KIND_WHEEL:
         hold[u, H_CYCLE] = fill
-    book_sale(fill, c, OPT_PUT, m, out)
-    iv = leg_iv(s, A[t, u], k, tau, r, q, sk, fl)
-    log_event(t, ACT_SELL_PUT, u, OPT_PUT, k, e, c, fill, iv, mkt, par, sta, out)
+    book_sale(fill, c, OPT_PUT, p, m, out_path, out_month)
+    if ip[IP_LOG] != 0:
+        iv = leg_iv(s, a, k, tau, r, q, sk, fl)
+        log_event(t, ACT_SELL_PUT, u, OPT_PUT, k, e, c, fill, iv,
+                  spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
 
 
-@njit(cache=True, nogil=True)
-def _sell_call(t, m, u, mkt, par, sta, out):
+@njit(cache=True, nogil=True, _nrt=False)
+def _sell_call(t, m, u,
+               spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
     """Covered call on all shares of u, strike >= the min_strike level's grid strike."""
-    S, A, g = mkt
-    ip, fp, und_f, skew, su, every_u = par
-    pos_i, pos_f, hold, st, cnt = sta
     c = floor_if(hold[u, H_SHARES] / 100.0, ip[IP_INTEGER] != 0)
     if not (c > 0.0):
         return
-    e, tau, k = _entry_terms(t, u, True, mkt, par)
+    e, tau, k = _entry_terms(t, u, True, spot, atm, reg, p, ip, fp, uf)
     if not (k > 0.0):
         return
-    k = min_strike_grid(k, min_strike_level(u, par, sta), und_f[u, U_STEP])
-    s = S[t, u]
+    k = min_strike_grid(k, min_strike_level(u, ip, hold), uf[u, U_STEP])
+    s = spot[p, t, u]
+    a = atm[p, t, u]
     r = fp[FP_RATE]
-    q = und_f[u, U_DIV]
-    sk = skew[u, g[t]]
-    fl = und_f[u, U_FLOOR]
-    mid = leg_mid(s, A[t, u], k, tau, r, q, sk, fl, True)
+    q = uf[u, U_DIV]
+    sk = uf[u, U_SKEW0 + reg[p, t]]
+    fl = uf[u, U_FLOOR]
+    mid = leg_mid(s, a, k, tau, r, q, sk, fl, True)
     fill = sell_fill(mid, fp)
     comm = fp[FP_COMM]
     if not (fill * 100.0 * c - comm * c > 0.0):
         return
     st[ST_CASH] += fill * 100.0 * c - comm * c
-    add_position(sta, u, OPT_CALL, e, k, math.nan, c, fill, comm * c, t, mid, 0.0)
+    add_position(pos_i, pos_f, cnt, u, OPT_CALL, e, k, math.nan, c, fill, comm * c, t, mid, 0.0)
     hold[u, H_CYCLE] += fill
-    book_sale(fill, c, OPT_CALL, m, out)
-    iv = leg_iv(s, A[t, u], k, tau, r, q, sk, fl)
-    log_event(t, ACT_SELL_CALL, u, OPT_CALL, k, e, c, fill, iv, mkt, par, sta, out)
+    book_sale(fill, c, OPT_CALL, p, m, out_path, out_month)
+    if ip[IP_LOG] != 0:
+        iv = leg_iv(s, a, k, tau, r, q, sk, fl)
+        log_event(t, ACT_SELL_CALL, u, OPT_CALL, k, e, c, fill, iv,
+                  spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
 
 
-@njit(cache=True, nogil=True)
-def _open_spread(t, m, u, equity, mkt, par, sta, out):
+@njit(cache=True, nogil=True, _nrt=False)
+def _open_spread(t, m, u, equity,
+                 spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
     """One bull put spread on u: max loss (Ks - Kl - credit) x 100 per contract sized on equity."""
-    S, A, g = mkt
-    ip, fp, und_f, skew, su, every_u = par
-    pos_i, pos_f, hold, st, cnt = sta
-    e, tau, ks = _entry_terms(t, u, False, mkt, par)
+    e, tau, ks = _entry_terms(t, u, False, spot, atm, reg, p, ip, fp, uf)
     if not (ks > 0.0):
         return
-    s = S[t, u]
+    s = spot[p, t, u]
     w = fp[FP_WIDTH] if ip[IP_WIDTH_MODE] == WIDTH_ABS else fp[FP_WIDTH] * s
-    kl = round_strike_nb(ks - w, und_f[u, U_STEP], False)
+    kl = round_strike_nb(ks - w, uf[u, U_STEP], False)
     if not (kl > 0.0):
         return
+    a = atm[p, t, u]
     r = fp[FP_RATE]
-    q = und_f[u, U_DIV]
-    sk = skew[u, g[t]]
-    fl = und_f[u, U_FLOOR]
-    a = A[t, u]
+    q = uf[u, U_DIV]
+    sk = uf[u, U_SKEW0 + reg[p, t]]
+    fl = uf[u, U_FLOOR]
     ms = leg_mid(s, a, ks, tau, r, q, sk, fl, False)
     ml = leg_mid(s, a, kl, tau, r, q, sk, fl, False)
     credit = sell_fill(ms, fp) - buy_fill(ml, fp)
@@ -151,21 +151,22 @@ def _open_spread(t, m, u, equity, mkt, par, sta, out):
     integer = ip[IP_INTEGER] != 0
     risk = (ks - kl - credit) * 100.0
     c = floor_if(fp[FP_PF] * equity / risk, integer)
-    free = st[ST_CASH] - reserved_cash(sta)
+    free = st[ST_CASH] - reserved_cash(pos_i, pos_f, cnt)
     c = min(c, floor_if(free / (risk + 2.0 * comm), integer))
     if not (c > 0.0):
         return
     st[ST_CASH] += credit * 100.0 * c - 2.0 * comm * c
-    add_position(sta, u, OPT_SPREAD, e, ks, kl, c, credit, 2.0 * comm * c, t, ms, ml)
-    book_sale(credit, c, OPT_SPREAD, m, out)
-    iv = leg_iv(s, a, ks, tau, r, q, sk, fl)
-    log_event(t, ACT_OPEN_SPREAD, u, OPT_SPREAD, ks, e, c, credit, iv, mkt, par, sta, out)
+    add_position(pos_i, pos_f, cnt, u, OPT_SPREAD, e, ks, kl, c, credit, 2.0 * comm * c, t, ms, ml)
+    book_sale(credit, c, OPT_SPREAD, p, m, out_path, out_month)
+    if ip[IP_LOG] != 0:
+        iv = leg_iv(s, a, ks, tau, r, q, sk, fl)
+        log_event(t, ACT_OPEN_SPREAD, u, OPT_SPREAD, ks, e, c, credit, iv,
+                  spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
 
 
-@njit(cache=True, nogil=True)
-def _want(u, ip, sta):
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _want(u, ip, pos_i, hold, cnt):
     """What underlying u wants now: 0 nothing, 1 a sized entry (put or spread), 2 a covered call."""
-    pos_i, pos_f, hold, st, cnt = sta
     kind = ip[IP_KIND]
     n_open = 0
     has_call = False
@@ -183,132 +184,146 @@ def _want(u, ip, sta):
     return 0
 
 
-@njit(cache=True, nogil=True)
-def _entries(t, m, mkt, par, sta, out):
+@njit(cache=True, nogil=True, _nrt=False)
+def _entries(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
     """Step 5: new positions per underlying in strategy order, sized on the equity marked now.
 
     A trade on one underlying never changes what another one wants, so `_want` is asked twice.
     """
-    ip, su = par[0], par[4]
-    n_su = su.shape[0]
+    n_su = ip[IP_N_SU]
     sized = False
     for j in range(n_su):
-        if _want(su[j], ip, sta) == 1:
+        if _want(ip[IP_SU0 + j], ip, pos_i, hold, cnt) == 1:
             sized = True
-    equity = mark(t, mkt, par, sta) if sized else math.nan
+    equity = math.nan
+    if sized:
+        equity = mark(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
     for j in range(n_su):
-        u = su[j]
-        w = _want(u, ip, sta)
+        u = ip[IP_SU0 + j]
+        w = _want(u, ip, pos_i, hold, cnt)
         if w == 1:
             if ip[IP_KIND] == KIND_SPREAD:
-                _open_spread(t, m, u, equity, mkt, par, sta, out)
+                _open_spread(t, m, u, equity, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold,
+                             st, cnt, out_path, out_month, log)
             else:
-                _sell_put(t, m, u, equity, mkt, par, sta, out)
+                _sell_put(t, m, u, equity, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold,
+                          st, cnt, out_path, out_month, log)
         elif w == 2:
-            _sell_call(t, m, u, mkt, par, sta, out)
+            _sell_call(t, m, u, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt,
+                       out_path, out_month, log)
 
 
 # ------------------------------------------------------------------------------------------
 # carry, withdrawals, buy-and-hold
 
 
-@njit(cache=True, nogil=True)
-def _carry(t, m, mkt, par, sta, out):
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _carry(t, m, spot, p, ip, fp, uf, hold, st, out_path, out_month):
     """Step 0: interest on cash and dividends on shares over (t-1, t] (buy-and-hold reinvests)."""
-    S = mkt[0]
-    ip, fp, und_f, skew, su, every_u = par
-    hold, st = sta[2], sta[3]
     reinvest = ip[IP_KIND] == KIND_BUY_HOLD
     cash = st[ST_CASH]
     interest = cash * fp[FP_ER]
     div = 0.0
-    for j in range(su.shape[0]):
-        u = su[j]
+    for j in range(ip[IP_N_SU]):
+        u = ip[IP_SU0 + j]
         sh = hold[u, H_SHARES]
         if sh != 0.0:
-            d = sh * S[t - 1, u] * und_f[u, U_EQDT1]
+            d = sh * spot[p, t - 1, u] * uf[u, U_EQDT1]
             div += d
             if reinvest:
-                new_sh = sh * und_f[u, U_EQDT]
+                new_sh = sh * uf[u, U_EQDT]
                 hold[u, H_PRICE] = (hold[u, H_PRICE] * sh + d) / new_sh
                 hold[u, H_SHARES] = new_sh
     if reinvest:
         st[ST_CASH] = cash + interest
     else:
         st[ST_CASH] = cash + interest + div
-    book_realised(interest + div, m, out)
+    book_realised(interest + div, p, m, out_path, out_month)
 
 
-@njit(cache=True, nogil=True)
-def _withdraw(t, m, mkt, par, sta, out):
+@njit(cache=True, nogil=True, _nrt=False)
+def _withdraw(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
     """Step 4 at a month end: pay the withdrawal from free cash (buy-and-hold: sell pro rata)."""
-    S = mkt[0]
-    ip, fp, und_f, skew, su, every_u = par
-    hold, st = sta[2], sta[3]
-    acc, mon = out[0], out[1]
     amount = fp[FP_WD]
     if not (amount > 0.0):
-        amount = fp[FP_WD_PCT] * mark(t, mkt, par, sta)
+        amount = fp[FP_WD_PCT] * mark(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
     if not (amount > 0.0):
         return
     if ip[IP_KIND] == KIND_BUY_HOLD:
         value = 0.0
-        for j in range(su.shape[0]):
-            u = su[j]
-            value += hold[u, H_SHARES] * S[t, u]
+        for j in range(ip[IP_N_SU]):
+            u = ip[IP_SU0 + j]
+            value += hold[u, H_SHARES] * spot[p, t, u]
         pay = min(amount, max(value, 0.0))
         if pay > 0.0:
             f = pay / value
             gain = 0.0
-            for j in range(su.shape[0]):
-                u = su[j]
+            for j in range(ip[IP_N_SU]):
+                u = ip[IP_SU0 + j]
                 sold = hold[u, H_SHARES] * f
-                gain += sold * (S[t, u] - hold[u, H_PRICE])
+                gain += sold * (spot[p, t, u] - hold[u, H_PRICE])
                 hold[u, H_SHARES] -= sold
-            book_realised(gain, m, out)
+            book_realised(gain, p, m, out_path, out_month)
     else:
-        free = st[ST_CASH] - reserved_cash(sta)
+        free = st[ST_CASH] - reserved_cash(pos_i, pos_f, cnt)
         pay = min(amount, max(free, 0.0))
         st[ST_CASH] -= pay
-    acc[F_WITHDRAWN] += pay
-    mon[m, M_WITHDRAWN] += pay
+    out_path[p, F_WITHDRAWN] += pay
+    out_month[p, m, M_WITHDRAWN] += pay
     if pay < amount:
-        acc[F_SHORTFALLS] += 1.0
-        mon[m, M_SHORTFALL] = 1.0
-        if acc[F_FIRST_SHORTFALL] < 0.0:
-            acc[F_FIRST_SHORTFALL] = m
-    log_event(t, ACT_WITHDRAW, -1, -1, math.nan, -1, 0.0, pay, math.nan, mkt, par, sta, out)
+        out_path[p, F_SHORTFALLS] += 1.0
+        out_month[p, m, M_SHORTFALL] = 1.0
+        if out_path[p, F_FIRST_SHORTFALL] < 0.0:
+            out_path[p, F_FIRST_SHORTFALL] = m
+    log_event(t, ACT_WITHDRAW, -1, -1, math.nan, -1, 0.0, pay, math.nan,
+              spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
 
 
-@njit(cache=True, nogil=True)
-def _buy_and_hold(t, mkt, par, sta):
+@njit(cache=True, nogil=True, _nrt=False)
+def _buy_and_hold(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt):
     """t = 0: equity split equally over the strategy's underlyings, fractional shares, no costs."""
-    S = mkt[0]
-    su = par[4]
-    hold, st = sta[2], sta[3]
-    equity = mark(t, mkt, par, sta)
-    alloc = equity / su.shape[0]
-    for j in range(su.shape[0]):
-        u = su[j]
-        hold[u, H_SHARES] += alloc / S[t, u]
-        hold[u, H_PRICE] = S[t, u]
+    equity = mark(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
+    alloc = equity / ip[IP_N_SU]
+    for j in range(ip[IP_N_SU]):
+        u = ip[IP_SU0 + j]
+        hold[u, H_SHARES] += alloc / spot[p, t, u]
+        hold[u, H_PRICE] = spot[p, t, u]
         st[ST_CASH] -= alloc
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _early_assignments(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt,
+                       out_path, out_month, log):
+    """Step 2: ITM short legs with mid - intrinsic < threshold are assigned, in position order."""
+    tv = fp[FP_EA_TV]
+    i = 0
+    while i < cnt[C_OPEN]:
+        u = pos_i[i, PI_U]
+        s = spot[p, t, u]
+        k = pos_f[i, PF_KS]
+        if pos_i[i, PI_KIND] == OPT_CALL:
+            intrinsic = s - k
+        else:
+            intrinsic = k - s
+        if intrinsic > 0.0:
+            ms, ml = pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f)
+            if ms - intrinsic < tv:
+                assign(t, m, i, True, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt,
+                       out_path, out_month, log)
+                continue
+        i += 1
 
 
 # ------------------------------------------------------------------------------------------
 # the step loop
 
 
-@njit(cache=True, nogil=True)
-def run_path(mkt, par, sta, out):
-    """One path, steps 0..n (docs/semantics.md "Order of events"); fills out = (acc, mon, log)."""
-    S, A, g = mkt
-    ip, fp, und_f, skew, su, every_u = par
-    pos_i, pos_f, hold, st, cnt = sta
-    acc, mon = out[0], out[1]
-    acc[:] = 0.0
-    acc[F_FIRST_SHORTFALL] = -1.0
-    mon[:, :] = 0.0
+@njit(cache=True, nogil=True, _nrt=False)
+def run_path(p, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
+    """Path row p, steps 0..n (docs/semantics.md "Order of events"); fills row p of the outputs."""
+    out_path[p, :] = 0.0
+    out_path[p, F_FIRST_SHORTFALL] = -1.0
+    out_month[p, :, :] = 0.0
     hold[:, :] = 0.0
     cnt[:] = 0
     st[ST_CASH] = fp[FP_INITIAL]
@@ -317,6 +332,7 @@ def run_path(mkt, par, sta, out):
     month = ip[IP_MONTH]
     n_months = ip[IP_N_MONTHS]
     every = ip[IP_ENTRY_EVERY]
+    n_su = ip[IP_N_SU]
     options = kind <= KIND_SPREAD
     early = ip[IP_EARLY] != 0
     manage = (fp[FP_STOP_LOSS] > 0.0 or fp[FP_PROFIT_TAKE] > 0.0 or ip[IP_CLOSE_DTE_ON] != 0
@@ -330,39 +346,48 @@ def run_path(mkt, par, sta, out):
     cap_sum = 0.0
     days_sh = 0
     eq = 0.0
+    # month m holds steps (m M, (m+1) M] (month 0 also step 0); counters avoid integer division
+    m = 0
+    month_end = month
+    next_entry = 0
     for t in range(n + 1):
-        m = 0 if t == 0 else (t - 1) // month
+        if t > month_end:
+            m += 1
+            month_end += month
         if t >= 1:
-            _carry(t, m, mkt, par, sta, out)
-        if options:
+            _carry(t, m, spot, p, ip, fp, uf, hold, st, out_path, out_month)
+        if options and cnt[C_OPEN] > 0:
             i = 0
             while i < cnt[C_OPEN]:
                 if pos_i[i, PI_EXP] == t:
-                    settle_expiry(t, m, i, mkt, par, sta, out)
+                    settle_expiry(t, m, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st,
+                                  cnt, out_path, out_month, log)
                 else:
                     i += 1
             if early:
-                i = 0
-                while i < cnt[C_OPEN]:
-                    if not try_early_assignment(t, m, i, mkt, par, sta, out):
-                        i += 1
+                _early_assignments(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st,
+                                   cnt, out_path, out_month, log)
             if manage:
                 i = 0
                 while i < cnt[C_OPEN]:
-                    if not manage_position(t, m, i, n, mkt, par, sta, out):
+                    if not manage_position(t, m, i, n, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f,
+                                           hold, st, cnt, out_path, out_month, log):
                         i += 1
-        if withdrawals and t >= month and t % month == 0:
-            _withdraw(t, m, mkt, par, sta, out)
-        if t < n and t % every == 0:
+        if withdrawals and t == month_end:
+            _withdraw(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt,
+                      out_path, out_month, log)
+        if t == next_entry and t < n:
+            next_entry += every
             if options:
-                _entries(t, m, mkt, par, sta, out)
+                _entries(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt,
+                         out_path, out_month, log)
             elif kind == KIND_BUY_HOLD and t == 0:
-                _buy_and_hold(t, mkt, par, sta)
+                _buy_and_hold(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
         # step 6: mark, then the path statistics of daily equity
-        eq = mark(t, mkt, par, sta)
+        eq = mark(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
         if t == 0:
             peak = eq
-            acc[F_EQ0] = eq
+            out_path[p, F_EQ0] = eq
         if eq > peak:
             peak = eq
         dd = eq / peak - 1.0
@@ -379,38 +404,38 @@ def run_path(mkt, par, sta, out):
         if t >= 1:
             exposure = 0.0
             in_shares = False
-            for j in range(su.shape[0]):
-                u = su[j]
+            for j in range(n_su):
+                u = ip[IP_SU0 + j]
                 sh = hold[u, H_SHARES]
                 if sh > 0.0:
                     in_shares = True
-                    exposure += sh * S[t, u]
+                    exposure += sh * spot[p, t, u]
             if in_shares:
                 days_sh += 1
             if options:
-                exposure += reserved_cash(sta)
+                exposure += reserved_cash(pos_i, pos_f, cnt)
             if eq > 0.0:
                 cap_sum += exposure / eq
-        if t % month == 0:
-            k = t // month
-            if k < n_months:
-                mon[k, M_EQ_START] = eq
-            if k >= 1:
-                mon[k - 1, M_EQ_END] = eq
+        if t == 0:
+            out_month[p, 0, M_EQ_START] = eq
+        elif t == month_end:
+            out_month[p, m, M_EQ_END] = eq
+            if m + 1 < n_months:
+                out_month[p, m + 1, M_EQ_START] = eq
         if t == n:
-            mon[n_months - 1, M_EQ_END] = eq
-    log_event(n, ACT_END, -1, -1, math.nan, -1, 0.0, eq, math.nan, mkt, par, sta, out)
-    acc[F_FINAL] = eq
-    acc[F_MIN_EQ] = min_eq
-    acc[F_MAX_DD] = max_dd
-    acc[F_DD_DAYS] = max_run
-    acc[F_DAYS_SHARES] = days_sh
-    acc[F_CAPITAL_USED] = cap_sum / n
+            out_month[p, n_months - 1, M_EQ_END] = eq
+    log_event(n, ACT_END, -1, -1, math.nan, -1, 0.0, eq, math.nan,
+              spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
+    out_path[p, F_FINAL] = eq
+    out_path[p, F_MIN_EQ] = min_eq
+    out_path[p, F_MAX_DD] = max_dd
+    out_path[p, F_DD_DAYS] = max_run
+    out_path[p, F_DAYS_SHARES] = days_sh
+    out_path[p, F_CAPITAL_USED] = cap_sum / n
 
 
 @njit(cache=True, nogil=True)
-def run_paths(spot, atm_iv, regime, p0, p1, ip, fp, su, und_f, every_u, skew, out_path,
-              out_month, log):
+def run_paths(spot, atm_iv, regime, p0, p1, ip, fp, uf, out_path, out_month, log):
     """Run one strategy on market rows [p0, p1).
 
     Parameters
@@ -420,16 +445,17 @@ def run_paths(spot, atm_iv, regime, p0, p1, ip, fp, su, und_f, every_u, skew, ou
     regime : int8 (n_paths, n_steps + 1)
     p0, p1 : int
         Row range to run (the engine gives disjoint ranges to its threads).
-    ip, fp : int64 (N_IP,), float64 (N_FP,)
+    ip, fp : int64 (N_IP + n_su,), float64 (N_FP,)
         The strategy's flat parameters (`params.to_kernel`).
-    su : int64 (n_su,)
-        The strategy's underlyings (market indices) in strategy order.
-    und_f : float64 (n_u, N_UF); every_u : int64 (n_u,); skew : float64 (n_u, n_regimes)
+    uf : float64 (n_u, N_UF + n_regimes)
+        Per-underlying table (`params.underlying_tables`).
     out_path : float64 (n_paths, N_F)
         Per-path results, row p for market row p.
     out_month : float64 (n_paths, n_months, N_M)
     log : float64 (n_rows, N_L)
-        Event log of row p0 when ip[IP_LOG] == 1 (replay of one path); returns rows written.
+        Event log of row p0 when ip[IP_LOG] == 1 (replay of one path).
+
+    Returns the number of log rows written.
     """
     n_u = spot.shape[2]
     cap = max(ip[IP_CAP], 1)
@@ -438,10 +464,7 @@ def run_paths(spot, atm_iv, regime, p0, p1, ip, fp, su, und_f, every_u, skew, ou
     hold = np.zeros((n_u, N_H), dtype=np.float64)
     st = np.zeros(N_ST, dtype=np.float64)
     cnt = np.zeros(N_C, dtype=np.int64)
-    par = (ip, fp, und_f, skew, su, every_u)
-    sta = (pos_i, pos_f, hold, st, cnt)
     for p in range(p0, p1):
-        mkt = (spot[p], atm_iv[p], regime[p])
-        out = (out_path[p], out_month[p], log)
-        run_path(mkt, par, sta, out)
+        run_path(p, spot, atm_iv, regime, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path,
+                 out_month, log)
     return cnt[C_LOG]

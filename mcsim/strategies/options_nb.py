@@ -20,41 +20,41 @@ from .codes import (
 )
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def leg_iv(s, a, k, tau, rate, div, skew, floor):
     """Smile IV of strike k (per-share $) at time to expiry tau (years); a = ATM IV."""
     return smile_iv_nb(a, s, k, tau, rate, div, skew, floor)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def leg_mid(s, a, k, tau, rate, div, skew, floor, is_call):
     """Black-Scholes mid ($ per share) of one option at its smile IV; intrinsic at tau = 0."""
     iv = smile_iv_nb(a, s, k, tau, rate, div, skew, floor)
     return bs_price_nb(s, k, tau, rate, div, iv, is_call)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def leg_abs_delta(s, a, k, tau, rate, div, skew, floor, is_call):
     """|Black-Scholes delta| of one option at its smile IV."""
     iv = smile_iv_nb(a, s, k, tau, rate, div, skew, floor)
     return abs(bs_delta_nb(s, k, tau, rate, div, iv, is_call))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def sell_fill(mid, fp):
     """Selling fill per share: mid - slip, floored at 0 (slip = per-share + pct x mid)."""
     slip = fp[FP_SLIP] + fp[FP_SLIP_PCT] * mid
     return max(mid - slip, 0.0)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def buy_fill(mid, fp):
     """Buying fill per share: mid + slip."""
     slip = fp[FP_SLIP] + fp[FP_SLIP_PCT] * mid
     return mid + slip
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def nearest_expiry(target, after, every):
     """Listed expiry step (multiples k*every, k >= 1) > after nearest target; ties to the later."""
     lo = (target // every) * every
@@ -65,7 +65,7 @@ def nearest_expiry(target, after, every):
     return hi
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def rule_strike(s, a, tau, rate, div, skew, floor, step, mode, value, is_call):
     """Strike ($) by a delta (absolute) or otm_pct rule, rounded away from the money.
 
@@ -82,13 +82,13 @@ def rule_strike(s, a, tau, rate, div, skew, floor, step, mode, value, is_call):
     return round_strike_nb(k, step, is_call)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def grid_at_or_above(level, step):
     """Lowest listed strike >= level (the call rounding of round_strike_nb)."""
     return round_strike_nb(level, step, True)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def min_strike_grid(k, level, step):
     """max(k, lowest grid strike >= level); k when level is nan (min_strike = "none")."""
     if level == level:
@@ -96,22 +96,22 @@ def min_strike_grid(k, level, step):
     return k
 
 
-@njit(cache=True, nogil=True)
-def high_iv_active(t, u, atm, ip, fp):
-    """Whether the high-IV rule is on at step t for underlying u; atm is the path's (n+1, n_u) ATM IV."""
+@njit(cache=True, nogil=True, _nrt=False)
+def high_iv_active(t, u, atm, p, ip, fp):
+    """Whether the high-IV rule is on at step t for underlying u of path row p (atm 3-D)."""
     mode = ip[IP_HIV_MODE]
     if mode == HIV_OFF:
         return False
-    a = atm[t, u]
+    a = atm[p, t, u]
     if mode == HIV_ATM:
         return a > fp[FP_HIV_THR]
     if t < 21:
         return False
     lo = max(0, t - 251)
-    mn = atm[lo, u]
+    mn = atm[p, lo, u]
     mx = mn
     for j in range(lo + 1, t + 1):
-        x = atm[j, u]
+        x = atm[p, j, u]
         if x < mn:
             mn = x
         if x > mx:
@@ -122,7 +122,7 @@ def high_iv_active(t, u, atm, ip, fp):
     return rank > fp[FP_HIV_THR]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def entry_rule(is_call, active, ip, fp):
     """(mode, value, dte steps) of the put (or short put) / covered-call rule, high IV applied."""
     if is_call:
@@ -144,7 +144,7 @@ def entry_rule(is_call, active, ip, fp):
     return mode, value, dte
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def floor_if(x, integer):
     """np.floor(x) under integer sizing, x otherwise."""
     if integer:

@@ -26,9 +26,9 @@ class KernelParams(NamedTuple):
 
     name: str
     kind: str
-    ip: np.ndarray     # int64 (N_IP,)
+    ip: np.ndarray     # int64 (N_IP + n_su,): ip[IP_SU0 + j] = su[j]
     fp: np.ndarray     # float64 (N_FP,)
-    su: np.ndarray     # int64 (n_su,)
+    su: np.ndarray     # int64 (n_su,): the strategy's underlyings (market indices), in order
 
 
 def baseline_rules(scenario: Scenario) -> tuple[StrategyRules, StrategyRules]:
@@ -43,24 +43,23 @@ def all_strategies(scenario: Scenario) -> tuple[StrategyRules, ...]:
     return tuple(scenario.strategies) + baseline_rules(scenario)
 
 
-def underlying_tables(scenario: Scenario):
-    """(und_f float64 (n_u, N_UF), every_u int64 (n_u,), skew float64 (n_u, n_regimes))."""
+def underlying_tables(scenario: Scenario) -> np.ndarray:
+    """uf float64 (n_u, N_UF + n_regimes): dividend yield, exp(q dt) - 1, exp(q dt), strike step,
+    IV floor, listed-expiry spacing (steps), then the smile skew of each regime."""
     run = scenario.run
     n_u = scenario.n_underlyings
-    und_f = np.zeros((n_u, C.N_UF))
-    every = np.zeros(n_u, dtype=np.int64)
     n_reg = scenario.regimes.count
-    skew = np.zeros((n_u, n_reg))
+    uf = np.zeros((n_u, C.N_UF + n_reg))
     for j, u in enumerate(scenario.underlyings):
         q = float(u.dividend_yield)
-        und_f[j, C.U_DIV] = q
-        und_f[j, C.U_EQDT1] = math.exp(q * run.dt) - 1.0
-        und_f[j, C.U_EQDT] = math.exp(q * run.dt)
-        und_f[j, C.U_STEP] = float(u.strike_step)
-        und_f[j, C.U_FLOOR] = float(u.implied_vol.floor)
-        every[j] = int(u.expiry_every_days)
-        skew[j, :] = np.asarray(u.implied_vol.skew, dtype=np.float64)
-    return und_f, every, skew
+        uf[j, C.U_DIV] = q
+        uf[j, C.U_EQDT1] = math.exp(q * run.dt) - 1.0
+        uf[j, C.U_EQDT] = math.exp(q * run.dt)
+        uf[j, C.U_STEP] = float(u.strike_step)
+        uf[j, C.U_FLOOR] = float(u.implied_vol.floor)
+        uf[j, C.U_EVERY] = float(int(u.expiry_every_days))
+        uf[j, C.U_SKEW0:] = np.asarray(u.implied_vol.skew, dtype=np.float64)
+    return uf
 
 
 def _bad(field: str, value, allowed: str) -> ScenarioError:
@@ -110,7 +109,9 @@ def to_kernel(rules: StrategyRules, scenario: Scenario, log: bool = False) -> Ke
     if len(set(rules.underlyings)) != len(rules.underlyings):
         raise _bad(f"{path}.underlyings", list(rules.underlyings), "distinct names")
     su = np.array([names.index(u) for u in rules.underlyings], dtype=np.int64)
-    ip = np.zeros(C.N_IP, dtype=np.int64)
+    ip = np.zeros(C.N_IP + len(su), dtype=np.int64)
+    ip[C.IP_N_SU] = len(su)
+    ip[C.IP_SU0:] = su
     fp = np.zeros(C.N_FP, dtype=np.float64)
     fp[C.FP_HIV_PUT_DELTA] = math.nan
     fp[C.FP_HIV_CALL_DELTA] = math.nan

@@ -1,14 +1,14 @@
 """Position bookkeeping of the strategy kernels: mids, marks, closes, expiries, rolls, the log.
 
-Every function takes the same four tuples so the step loop stays readable:
+Every function takes plain arrays in one fixed order (no tuples: unpacking a tuple of arrays
+costs reference counting in every call), written ``MK, PR, ST, OUT`` in the docstrings:
 
-* ``mkt = (S, A, g)``: one path's spot (n+1, n_u) $, ATM IV (n+1, n_u), regime (n+1,) int8;
-* ``par = (ip, fp, und_f, skew, su, every_u)``: flat parameters (see ``codes``), per-underlying
-  floats, skew (n_u, n_regimes), the strategy's underlyings (market indices, in strategy order),
-  listed-expiry spacing per underlying (trading steps);
-* ``sta = (pos_i, pos_f, hold, st, cnt)``: open positions (in opening order), holdings per
-  underlying, cash ``st[ST_CASH]`` ($), counters;
-* ``out = (acc, mon, log)``: the path's output row, its monthly rows, the replay log.
+* MK = ``spot, atm, reg, p``: spot (paths, n+1, n_u) $, ATM IV (paths, n+1, n_u), regime
+  (paths, n+1) int8, and the path row p;
+* PR = ``ip, fp, uf``: flat parameters and per-underlying floats (see ``codes``);
+* ST = ``pos_i, pos_f, hold, st, cnt``: open positions in opening order, holdings per
+  underlying, cash ``st[ST_CASH]`` ($), counters ``cnt``;
+* OUT = ``out_path, out_month, log``: per-path rows, monthly rows (row p), the replay log.
 
 Money in dollars, prices and strikes in $ per share, one contract = 100 shares; see
 docs/semantics.md for every formula.
@@ -20,46 +20,45 @@ import math
 
 from numba import njit
 
+from mcsim.pricing import round_strike_nb
+
 from .codes import (
     ACT_ASSIGNED, ACT_BUY_TO_CLOSE, ACT_CALLED_AWAY, ACT_CLOSE_SPREAD, ACT_EARLY_ASSIGNED,
     ACT_EXPIRE_WORTHLESS, ACT_ROLL, C_LOG, C_OPEN, F_ASSIGNMENTS, F_CALLED_AWAY, F_CALLS_SOLD,
     F_CLOSES, F_EARLY, F_EXPIRED, F_LOST, F_OPTIONS_SOLD, F_PREMIUM, F_PROFIT_TAKES, F_PUTS_SOLD,
     F_REALISED, F_ROLLS, F_SPREADS_SOLD, F_STOP_LOSSES, F_SUM_LOSS, F_SUM_WIN, F_WON, FP_COMM,
-    FP_EA_TV, FP_FEE, FP_PROFIT_TAKE, FP_RATE, FP_ROLL_DELTA, FP_STOP_LOSS, H_CYCLE, H_PRICE, H_SHARES, IP_CLOSE_DTE, IP_CLOSE_DTE_ON, IP_CLOSE_IF_UNABLE,
-    IP_KIND, IP_MAX_ROLLS, IP_ROLL_DTE, IP_LOG, IP_MIN_STRIKE, IP_ROLL_CREDIT_ONLY, IP_ROLL_OUT, IP_ROLL_WHEN, IP_SPY,
-    KIND_WHEEL, L_ACTION, L_C, L_CASH, L_EQUITY, L_EXPIRY, L_IV, L_KIND, L_PRICE, L_SPOT, L_STEP,
-    L_STRIKE, L_U, M_PREMIUM, M_REALISED, MIN_COST_BASIS, MIN_NONE, N_PF, N_PI, OPT_CALL,
-    OPT_PUT, OPT_SPREAD, PF_C, PF_CREDIT, PF_KL, PF_KS, PF_MID_L, PF_MID_S, PF_OPEN_COST,
-    PI_EXP, PI_KIND, PI_MID_T, PI_ROLLS, PI_U, ROLL_DELTA, ROLL_OFF, SHARE_DUST, ST_CASH, U_DIV, U_FLOOR,
-    U_STEP, WHY_CLOSE, WHY_PROFIT, WHY_STOP,
+    FP_FEE, FP_PROFIT_TAKE, FP_RATE, FP_ROLL_DELTA, FP_STOP_LOSS, H_CYCLE, H_PRICE, H_SHARES,
+    IP_CLOSE_DTE, IP_CLOSE_DTE_ON, IP_CLOSE_IF_UNABLE, IP_KIND, IP_LOG, IP_MAX_ROLLS,
+    IP_MIN_STRIKE, IP_N_SU, IP_ROLL_CREDIT_ONLY, IP_ROLL_DTE, IP_ROLL_OUT, IP_ROLL_WHEN, IP_SPY,
+    IP_SU0, KIND_WHEEL, L_ACTION, L_C, L_CASH, L_EQUITY, L_EXPIRY, L_IV, L_KIND, L_PRICE,
+    L_SPOT, L_STEP, L_STRIKE, L_U, M_PREMIUM, M_REALISED, MIN_COST_BASIS, MIN_NONE, N_PF, N_PI,
+    OPT_CALL, OPT_PUT, OPT_SPREAD, PF_C, PF_CREDIT, PF_KL, PF_KS, PF_MID_L, PF_MID_S,
+    PF_OPEN_COST, PI_EXP, PI_KIND, PI_MID_T, PI_ROLLS, PI_U, ROLL_DELTA, ROLL_OFF, SHARE_DUST,
+    ST_CASH, U_DIV, U_EVERY, U_FLOOR, U_SKEW0, U_STEP, WHY_CLOSE, WHY_PROFIT, WHY_STOP,
 )
 from .options_nb import (
-    buy_fill, entry_rule, min_strike_grid, high_iv_active, leg_abs_delta, leg_iv, leg_mid,
+    buy_fill, entry_rule, high_iv_active, leg_abs_delta, leg_iv, leg_mid, min_strike_grid,
     nearest_expiry, rule_strike, sell_fill,
 )
-from mcsim.pricing import round_strike_nb
 
 
 # ------------------------------------------------------------------------------------------
 # prices and marks
 
 
-@njit(cache=True, nogil=True)
-def pos_mids(t, i, mkt, par, sta):
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f):
     """(short mid, long mid) of position i at step t, $ per share, cached per step."""
-    S, A, g = mkt
-    ip, fp, und_f, skew, su, every_u = par
-    pos_i, pos_f, hold, st, cnt = sta
     if pos_i[i, PI_MID_T] == t:
         return pos_f[i, PF_MID_S], pos_f[i, PF_MID_L]
     u = pos_i[i, PI_U]
     kind = pos_i[i, PI_KIND]
     tau = (pos_i[i, PI_EXP] - t) / ip[IP_SPY]
-    s = S[t, u]
-    a = A[t, u]
-    sk = skew[u, g[t]]
-    q = und_f[u, U_DIV]
-    fl = und_f[u, U_FLOOR]
+    s = spot[p, t, u]
+    a = atm[p, t, u]
+    sk = uf[u, U_SKEW0 + reg[p, t]]
+    q = uf[u, U_DIV]
+    fl = uf[u, U_FLOOR]
     r = fp[FP_RATE]
     ms = leg_mid(s, a, pos_f[i, PF_KS], tau, r, q, sk, fl, kind == OPT_CALL)
     ml = 0.0
@@ -71,20 +70,17 @@ def pos_mids(t, i, mkt, par, sta):
     return ms, ml
 
 
-@njit(cache=True, nogil=True)
-def mark(t, mkt, par, sta):
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def mark(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt):
     """Equity ($) at step t: cash + shares x S - short mids x 100 c + long mids x 100 c."""
-    S = mkt[0]
-    su = par[4]
-    pos_i, pos_f, hold, st, cnt = sta
     eq = st[ST_CASH]
-    for j in range(su.shape[0]):
-        u = su[j]
+    for j in range(ip[IP_N_SU]):
+        u = ip[IP_SU0 + j]
         sh = hold[u, H_SHARES]
         if sh != 0.0:
-            eq += sh * S[t, u]
+            eq += sh * spot[p, t, u]
     for i in range(cnt[C_OPEN]):
-        ms, ml = pos_mids(t, i, mkt, par, sta)
+        ms, ml = pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f)
         c100 = 100.0 * pos_f[i, PF_C]
         eq -= ms * c100
         if pos_i[i, PI_KIND] == OPT_SPREAD:
@@ -92,10 +88,9 @@ def mark(t, mkt, par, sta):
     return eq
 
 
-@njit(cache=True, nogil=True)
-def reserved_cash(sta):
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def reserved_cash(pos_i, pos_f, cnt):
     """Cash reserved ($): short puts K x 100 c, spreads (Ks - Kl) x 100 c, calls nothing."""
-    pos_i, pos_f, hold, st, cnt = sta
     res = 0.0
     for i in range(cnt[C_OPEN]):
         k = pos_i[i, PI_KIND]
@@ -106,26 +101,22 @@ def reserved_cash(sta):
     return res
 
 
-@njit(cache=True, nogil=True)
-def short_iv(t, i, mkt, par, sta):
+@njit(cache=True, nogil=True, _nrt=False)
+def short_iv(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f):
     """Smile IV of position i's short strike at step t (for the log)."""
-    S, A, g = mkt
-    ip, fp, und_f, skew, su, every_u = par
-    pos_i, pos_f = sta[0], sta[1]
     u = pos_i[i, PI_U]
     tau = (pos_i[i, PI_EXP] - t) / ip[IP_SPY]
-    return leg_iv(S[t, u], A[t, u], pos_f[i, PF_KS], tau, fp[FP_RATE], und_f[u, U_DIV],
-                  skew[u, g[t]], und_f[u, U_FLOOR])
+    return leg_iv(spot[p, t, u], atm[p, t, u], pos_f[i, PF_KS], tau, fp[FP_RATE], uf[u, U_DIV],
+                  uf[u, U_SKEW0 + reg[p, t]], uf[u, U_FLOOR])
 
 
 # ------------------------------------------------------------------------------------------
 # slots, log, books
 
 
-@njit(cache=True, nogil=True)
-def add_position(sta, u, kind, exp, ks, kl, c, credit, open_cost, t, mid_s, mid_l):
+@njit(cache=True, nogil=True, _nrt=False)
+def add_position(pos_i, pos_f, cnt, u, kind, exp, ks, kl, c, credit, open_cost, t, mid_s, mid_l):
     """Append an open position (opening order is position order); mids cached for step t."""
-    pos_i, pos_f, hold, st, cnt = sta
     i = cnt[C_OPEN]
     pos_i[i, PI_U] = u
     pos_i[i, PI_KIND] = kind
@@ -140,13 +131,11 @@ def add_position(sta, u, kind, exp, ks, kl, c, credit, open_cost, t, mid_s, mid_
     pos_f[i, PF_MID_S] = mid_s
     pos_f[i, PF_MID_L] = mid_l
     cnt[C_OPEN] = i + 1
-    return i
 
 
-@njit(cache=True, nogil=True)
-def remove_position(sta, i):
+@njit(cache=True, nogil=True, _nrt=False)
+def remove_position(pos_i, pos_f, cnt, i):
     """Drop slot i, keeping the order of the others."""
-    pos_i, pos_f, hold, st, cnt = sta
     n = cnt[C_OPEN]
     for j in range(i, n - 1):
         for k in range(N_PI):
@@ -156,18 +145,15 @@ def remove_position(sta, i):
     cnt[C_OPEN] = n - 1
 
 
-@njit(cache=True, nogil=True)
-def log_event(t, act, u, kind, strike, exp, c, price, iv, mkt, par, sta, out):
+@njit(cache=True, nogil=True, _nrt=False)
+def log_event(t, act, u, kind, strike, exp, c, price, iv,
+              spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log):
     """Append a trade-log row (replay mode only); cash and equity are after the event."""
-    ip = par[0]
     if ip[IP_LOG] == 0:
         return
-    log = out[2]
-    cnt = sta[4]
     row = cnt[C_LOG]
     if row >= log.shape[0]:
         return
-    S = mkt[0]
     log[row, L_STEP] = t
     log[row, L_ACTION] = act
     log[row, L_U] = u
@@ -176,70 +162,82 @@ def log_event(t, act, u, kind, strike, exp, c, price, iv, mkt, par, sta, out):
     log[row, L_EXPIRY] = exp
     log[row, L_C] = c
     log[row, L_PRICE] = price
-    log[row, L_SPOT] = S[t, u] if u >= 0 else math.nan
+    log[row, L_SPOT] = spot[p, t, u] if u >= 0 else math.nan
     log[row, L_IV] = iv
-    log[row, L_CASH] = sta[3][ST_CASH]
-    log[row, L_EQUITY] = mark(t, mkt, par, sta)
+    log[row, L_CASH] = st[ST_CASH]
+    log[row, L_EQUITY] = mark(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
     cnt[C_LOG] = row + 1
 
 
-@njit(cache=True, nogil=True)
-def book_realised(x, m, out):
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def book_realised(x, p, m, out_path, out_month):
     """Realised P&L x ($) in month m."""
-    out[0][F_REALISED] += x
-    out[1][m, M_REALISED] += x
+    out_path[p, F_REALISED] += x
+    out_month[p, m, M_REALISED] += x
 
 
-@njit(cache=True, nogil=True)
-def book_sale(credit, c, kind, m, out):
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def book_sale(credit, c, kind, p, m, out_path, out_month):
     """An option sale (opening or roll): premium = credit x 100 c; counts by kind."""
-    acc = out[0]
     prem = credit * 100.0 * c
-    acc[F_PREMIUM] += prem
-    out[1][m, M_PREMIUM] += prem
-    acc[F_OPTIONS_SOLD] += 1.0
+    out_path[p, F_PREMIUM] += prem
+    out_month[p, m, M_PREMIUM] += prem
+    out_path[p, F_OPTIONS_SOLD] += 1.0
     if kind == OPT_PUT:
-        acc[F_PUTS_SOLD] += 1.0
+        out_path[p, F_PUTS_SOLD] += 1.0
     elif kind == OPT_CALL:
-        acc[F_CALLS_SOLD] += 1.0
+        out_path[p, F_CALLS_SOLD] += 1.0
     else:
-        acc[F_SPREADS_SOLD] += 1.0
+        out_path[p, F_SPREADS_SOLD] += 1.0
 
 
-@njit(cache=True, nogil=True)
-def book_trade(pnl, out):
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def book_trade(pnl, p, out_path):
     """A finished option trade's P&L ($) for the win/loss statistics (0 counts as a loss)."""
-    acc = out[0]
     if pnl > 0.0:
-        acc[F_WON] += 1.0
-        acc[F_SUM_WIN] += pnl
+        out_path[p, F_WON] += 1.0
+        out_path[p, F_SUM_WIN] += pnl
     else:
-        acc[F_LOST] += 1.0
-        acc[F_SUM_LOSS] += pnl
+        out_path[p, F_LOST] += 1.0
+        out_path[p, F_SUM_LOSS] += pnl
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def book_end(t, m, i, act, price, realised, trade,
+             spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
+    """Book an ending position i (realised P&L, trade P&L), drop it and log `act`."""
+    u = pos_i[i, PI_U]
+    kind = pos_i[i, PI_KIND]
+    exp = pos_i[i, PI_EXP]
+    k = pos_f[i, PF_KS]
+    c = pos_f[i, PF_C]
+    iv = math.nan
+    if ip[IP_LOG] != 0:
+        iv = short_iv(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f)
+    book_realised(realised, p, m, out_path, out_month)
+    book_trade(trade, p, out_path)
+    remove_position(pos_i, pos_f, cnt, i)
+    log_event(t, act, u, kind, k, exp, c, price, iv,
+              spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
 
 
 # ------------------------------------------------------------------------------------------
 # endings
 
 
-@njit(cache=True, nogil=True)
-def assign(t, m, i, early, mkt, par, sta, out):
+@njit(cache=True, nogil=True, _nrt=False)
+def assign(t, m, i, early,
+           spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
     """Assignment (or called away) of position i's short leg at S[t] (expiry or early)."""
-    S = mkt[0]
-    ip, fp, und_f, skew, su, every_u = par
-    pos_i, pos_f, hold, st, cnt = sta
-    acc = out[0]
     u = pos_i[i, PI_U]
     kind = pos_i[i, PI_KIND]
-    exp = pos_i[i, PI_EXP]
-    s = S[t, u]
+    s = spot[p, t, u]
     k = pos_f[i, PF_KS]
     c = pos_f[i, PF_C]
     c100 = 100.0 * c
     credit100 = pos_f[i, PF_CREDIT] * c100
     oc = pos_f[i, PF_OPEN_COST]
     fee = fp[FP_FEE] * c
-    iv = short_iv(t, i, mkt, par, sta)
     share_gain = 0.0
     if kind == OPT_CALL:
         intrinsic = s - k
@@ -250,7 +248,7 @@ def assign(t, m, i, early, mkt, par, sta, out):
         share_gain = (k - hold[u, H_PRICE]) * c100
         realised = credit100 - oc - fee
         trade = credit100 - intrinsic * c100 - oc - fee
-        acc[F_CALLED_AWAY] += 1.0
+        out_path[p, F_CALLED_AWAY] += 1.0
         act = ACT_CALLED_AWAY
     elif kind == OPT_PUT and ip[IP_KIND] == KIND_WHEEL:
         intrinsic = k - s
@@ -259,7 +257,7 @@ def assign(t, m, i, early, mkt, par, sta, out):
         hold[u, H_PRICE] = k
         realised = credit100 - oc - fee
         trade = credit100 - intrinsic * c100 - oc - fee
-        acc[F_ASSIGNMENTS] += 1.0
+        out_path[p, F_ASSIGNMENTS] += 1.0
         act = ACT_ASSIGNED
     elif kind == OPT_PUT:
         intrinsic = k - s
@@ -267,12 +265,12 @@ def assign(t, m, i, early, mkt, par, sta, out):
         st[ST_CASH] -= debit + fee
         realised = credit100 - debit - oc - fee
         trade = realised
-        acc[F_ASSIGNMENTS] += 1.0
+        out_path[p, F_ASSIGNMENTS] += 1.0
         act = ACT_ASSIGNED
     else:
         # a spread's short leg assigned early: shares bought at Ks and sold at S, long leg sold
         intrinsic = k - s
-        ms, ml = pos_mids(t, i, mkt, par, sta)
+        ms, ml = pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f)
         fill_l = sell_fill(ml, fp)
         comm = fp[FP_COMM] * c
         st[ST_CASH] -= intrinsic * c100 + fee
@@ -280,100 +278,59 @@ def assign(t, m, i, early, mkt, par, sta, out):
         debit = intrinsic * c100 - fill_l * c100
         realised = credit100 - debit - oc - fee - comm
         trade = realised
-        acc[F_ASSIGNMENTS] += 1.0
+        out_path[p, F_ASSIGNMENTS] += 1.0
         act = ACT_ASSIGNED
     if early:
-        acc[F_EARLY] += 1.0
+        out_path[p, F_EARLY] += 1.0
         act = ACT_EARLY_ASSIGNED
-    book_realised(realised + share_gain, m, out)
-    book_trade(trade, out)
-    remove_position(sta, i)
-    log_event(t, act, u, kind, k, exp, c, intrinsic, iv, mkt, par, sta, out)
+    book_end(t, m, i, act, intrinsic, realised + share_gain, trade,
+             spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log)
 
 
-@njit(cache=True, nogil=True)
-def settle_expiry(t, m, i, mkt, par, sta, out):
+@njit(cache=True, nogil=True, _nrt=False)
+def settle_expiry(t, m, i,
+                  spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
     """Position i expires at step t: settle at intrinsic on S[t] (docs/semantics.md step 1)."""
-    S = mkt[0]
-    ip, fp, und_f, skew, su, every_u = par
-    pos_i, pos_f, hold, st, cnt = sta
     u = pos_i[i, PI_U]
     kind = pos_i[i, PI_KIND]
-    s = S[t, u]
+    s = spot[p, t, u]
     k = pos_f[i, PF_KS]
+    c = pos_f[i, PF_C]
     if kind == OPT_SPREAD:
-        exp = pos_i[i, PI_EXP]
-        c = pos_f[i, PF_C]
         c100 = 100.0 * c
         per_share = max(k - s, 0.0) - max(pos_f[i, PF_KL] - s, 0.0)
         debit = per_share * c100
         st[ST_CASH] -= debit
         realised = pos_f[i, PF_CREDIT] * c100 - debit - pos_f[i, PF_OPEN_COST]
-        iv = short_iv(t, i, mkt, par, sta)
         if s < k:
-            out[0][F_ASSIGNMENTS] += 1.0
+            out_path[p, F_ASSIGNMENTS] += 1.0
             act = ACT_ASSIGNED
         else:
-            out[0][F_EXPIRED] += 1.0
+            out_path[p, F_EXPIRED] += 1.0
             act = ACT_EXPIRE_WORTHLESS
-        book_realised(realised, m, out)
-        book_trade(realised, out)
-        remove_position(sta, i)
-        log_event(t, act, u, kind, k, exp, c, per_share, iv, mkt, par, sta, out)
+        book_end(t, m, i, act, per_share, realised, realised,
+                 spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log)
         return
     itm = (s > k) if kind == OPT_CALL else (s < k)
     if itm:
-        assign(t, m, i, False, mkt, par, sta, out)
+        assign(t, m, i, False,
+               spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log)
         return
-    exp = pos_i[i, PI_EXP]
-    c = pos_f[i, PF_C]
     realised = pos_f[i, PF_CREDIT] * 100.0 * c - pos_f[i, PF_OPEN_COST]
-    iv = short_iv(t, i, mkt, par, sta)
-    out[0][F_EXPIRED] += 1.0
-    book_realised(realised, m, out)
-    book_trade(realised, out)
-    remove_position(sta, i)
-    log_event(t, ACT_EXPIRE_WORTHLESS, u, kind, k, exp, c, 0.0, iv, mkt, par, sta, out)
+    out_path[p, F_EXPIRED] += 1.0
+    book_end(t, m, i, ACT_EXPIRE_WORTHLESS, 0.0, realised, realised,
+             spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log)
 
 
-@njit(cache=True, nogil=True)
-def try_early_assignment(t, m, i, mkt, par, sta, out):
-    """Early assignment of position i's short leg when ITM with mid - intrinsic < threshold."""
-    S, A, g = mkt
-    ip, fp, und_f, skew, su, every_u = par
-    pos_i, pos_f, hold, st, cnt = sta
-    u = pos_i[i, PI_U]
-    kind = pos_i[i, PI_KIND]
-    s = S[t, u]
-    k = pos_f[i, PF_KS]
-    if kind == OPT_CALL:
-        if not (s > k):
-            return False
-        intrinsic = s - k
-    else:
-        if not (s < k):
-            return False
-        intrinsic = k - s
-    ms, ml = pos_mids(t, i, mkt, par, sta)
-    if ms - intrinsic < fp[FP_EA_TV]:
-        assign(t, m, i, True, mkt, par, sta, out)
-        return True
-    return False
-
-
-@njit(cache=True, nogil=True)
-def close_position(t, m, i, why, mkt, par, sta, out):
+@njit(cache=True, nogil=True, _nrt=False)
+def close_position(t, m, i, why,
+                   spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
     """Buy back position i at its fill (spread: short at mid + slip, long sold at its fill)."""
-    ip, fp, und_f, skew, su, every_u = par
-    pos_i, pos_f, hold, st, cnt = sta
-    acc = out[0]
     u = pos_i[i, PI_U]
     kind = pos_i[i, PI_KIND]
-    exp = pos_i[i, PI_EXP]
-    k = pos_f[i, PF_KS]
     c = pos_f[i, PF_C]
     c100 = 100.0 * c
-    ms, ml = pos_mids(t, i, mkt, par, sta)
+    ms, ml = pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f)
     if kind == OPT_SPREAD:
         debit = buy_fill(ms, fp) - sell_fill(ml, fp)
         comm = fp[FP_COMM] * c * 2.0
@@ -384,50 +341,53 @@ def close_position(t, m, i, why, mkt, par, sta, out):
         act = ACT_BUY_TO_CLOSE
         if ip[IP_KIND] == KIND_WHEEL:
             hold[u, H_CYCLE] -= debit
-    iv = short_iv(t, i, mkt, par, sta)
     st[ST_CASH] -= debit * c100 + comm
     realised = pos_f[i, PF_CREDIT] * c100 - debit * c100 - pos_f[i, PF_OPEN_COST] - comm
     if why == WHY_STOP:
-        acc[F_STOP_LOSSES] += 1.0
+        out_path[p, F_STOP_LOSSES] += 1.0
     elif why == WHY_PROFIT:
-        acc[F_PROFIT_TAKES] += 1.0
+        out_path[p, F_PROFIT_TAKES] += 1.0
     else:
-        acc[F_CLOSES] += 1.0
-    book_realised(realised, m, out)
-    book_trade(realised, out)
-    remove_position(sta, i)
-    log_event(t, act, u, kind, k, exp, c, debit, iv, mkt, par, sta, out)
+        out_path[p, F_CLOSES] += 1.0
+    book_end(t, m, i, act, debit, realised, realised,
+             spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log)
 
 
-@njit(cache=True, nogil=True)
-def challenged(t, i, mkt, par, sta):
+@njit(cache=True, nogil=True, _nrt=False)
+def challenged(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f):
     """Roll trigger: ITM (put S < K, call S > K, spread S < Ks) or |delta| >= roll_delta."""
-    S, A, g = mkt
-    ip, fp, und_f, skew, su, every_u = par
-    pos_i, pos_f, hold, st, cnt = sta
     u = pos_i[i, PI_U]
     kind = pos_i[i, PI_KIND]
-    s = S[t, u]
+    s = spot[p, t, u]
     k = pos_f[i, PF_KS]
     if ip[IP_ROLL_WHEN] == ROLL_DELTA:
         tau = (pos_i[i, PI_EXP] - t) / ip[IP_SPY]
-        d = leg_abs_delta(s, A[t, u], k, tau, fp[FP_RATE], und_f[u, U_DIV], skew[u, g[t]],
-                          und_f[u, U_FLOOR], kind == OPT_CALL)
+        d = leg_abs_delta(s, atm[p, t, u], k, tau, fp[FP_RATE], uf[u, U_DIV],
+                          uf[u, U_SKEW0 + reg[p, t]], uf[u, U_FLOOR], kind == OPT_CALL)
         return d >= fp[FP_ROLL_DELTA]
     if kind == OPT_CALL:
         return s > k
     return s < k
 
 
-@njit(cache=True, nogil=True)
-def roll_position(t, m, i, mkt, par, sta, out):
+@njit(cache=True, nogil=True, _nrt=False)
+def min_strike_level(u, ip, hold):
+    """Covered-call floor level ($ per share): cost basis, purchase price or nan (none)."""
+    ms = ip[IP_MIN_STRIKE]
+    if ms == MIN_NONE:
+        return math.nan
+    if ms == MIN_COST_BASIS:
+        return hold[u, H_PRICE] - hold[u, H_CYCLE]
+    return hold[u, H_PRICE]
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def roll_position(t, m, i,
+                  spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
     """Roll position i down/out (puts, spreads) or up/out (calls); docs/semantics.md step 3d.
 
     Returns True when it rolled, False when the roll was refused (the caller closes or keeps).
     """
-    S, A, g = mkt
-    ip, fp, und_f, skew, su, every_u = par
-    pos_i, pos_f, hold, st, cnt = sta
     u = pos_i[i, PI_U]
     kind = pos_i[i, PI_KIND]
     is_call = kind == OPT_CALL
@@ -435,30 +395,30 @@ def roll_position(t, m, i, mkt, par, sta, out):
     ks_old = pos_f[i, PF_KS]
     c = pos_f[i, PF_C]
     c100 = 100.0 * c
-    s = S[t, u]
-    a = A[t, u]
-    sk = skew[u, g[t]]
-    q = und_f[u, U_DIV]
-    fl = und_f[u, U_FLOOR]
-    step = und_f[u, U_STEP]
+    s = spot[p, t, u]
+    a = atm[p, t, u]
+    sk = uf[u, U_SKEW0 + reg[p, t]]
+    q = uf[u, U_DIV]
+    fl = uf[u, U_FLOOR]
+    step = uf[u, U_STEP]
     r = fp[FP_RATE]
-    e_new = nearest_expiry(e_old + ip[IP_ROLL_OUT], e_old, every_u[u])
+    e_new = nearest_expiry(e_old + ip[IP_ROLL_OUT], e_old, int(uf[u, U_EVERY]))
     tau = (e_new - t) / ip[IP_SPY]
-    active = high_iv_active(t, u, A, ip, fp)
+    active = high_iv_active(t, u, atm, p, ip, fp)
     mode, value, dte = entry_rule(is_call, active, ip, fp)
     k_rule = rule_strike(s, a, tau, r, q, sk, fl, step, mode, value, is_call)
     if not (k_rule > 0.0):
         return False
     kl_new = math.nan
     if is_call:
-        k_new = min_strike_grid(max(k_rule, ks_old), min_strike_level(u, par, sta), step)
+        k_new = min_strike_grid(max(k_rule, ks_old), min_strike_level(u, ip, hold), step)
     else:
         k_new = min(k_rule, ks_old)
         if kind == OPT_SPREAD:
             kl_new = round_strike_nb(k_new - (ks_old - pos_f[i, PF_KL]), step, False)
             if not (kl_new > 0.0):
                 return False
-    ms_old, ml_old = pos_mids(t, i, mkt, par, sta)
+    ms_old, ml_old = pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f)
     ms_new = leg_mid(s, a, k_new, tau, r, q, sk, fl, is_call)
     ml_new = 0.0
     if kind == OPT_SPREAD:
@@ -475,8 +435,8 @@ def roll_position(t, m, i, mkt, par, sta, out):
     if ip[IP_ROLL_CREDIT_ONLY] != 0 and net <= 0.0:
         return False
     realised = pos_f[i, PF_CREDIT] * c100 - close_debit * c100 - pos_f[i, PF_OPEN_COST] - comm_leg
-    book_realised(realised, m, out)
-    book_trade(realised, out)
+    book_realised(realised, p, m, out_path, out_month)
+    book_trade(realised, p, out_path)
     st[ST_CASH] += net
     if ip[IP_KIND] == KIND_WHEEL:
         hold[u, H_CYCLE] += new_credit - close_debit
@@ -489,57 +449,46 @@ def roll_position(t, m, i, mkt, par, sta, out):
     pos_f[i, PF_OPEN_COST] = comm_leg
     pos_f[i, PF_MID_S] = ms_new
     pos_f[i, PF_MID_L] = ml_new
-    out[0][F_ROLLS] += 1.0
-    book_sale(new_credit, c, kind, m, out)
-    iv = short_iv(t, i, mkt, par, sta)
-    log_event(t, ACT_ROLL, u, kind, k_new, e_new, c, new_credit, iv, mkt, par, sta, out)
+    out_path[p, F_ROLLS] += 1.0
+    book_sale(new_credit, c, kind, p, m, out_path, out_month)
+    if ip[IP_LOG] != 0:
+        iv = short_iv(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f)
+        log_event(t, ACT_ROLL, u, kind, k_new, e_new, c, new_credit, iv,
+                  spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
     return True
 
 
-@njit(cache=True, nogil=True)
-def min_strike_level(u, par, sta):
-    """Covered-call floor level ($ per share): cost basis, purchase price or nan (none)."""
-    ip = par[0]
-    hold = sta[2]
-    ms = ip[IP_MIN_STRIKE]
-    if ms == MIN_NONE:
-        return math.nan
-    if ms == MIN_COST_BASIS:
-        return hold[u, H_PRICE] - hold[u, H_CYCLE]
-    return hold[u, H_PRICE]
-
-
-@njit(cache=True, nogil=True)
-def manage_position(t, m, i, n, mkt, par, sta, out):
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def manage_position(t, m, i, n,
+                    spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
     """Management of position i at step t: stop loss, profit take, close_dte, roll; first wins.
 
     Returns True when position i was removed (the caller then does not advance its index).
     """
-    ip, fp = par[0], par[1]
-    pos_i, pos_f = sta[0], sta[1]
     sl = fp[FP_STOP_LOSS]
     pt = fp[FP_PROFIT_TAKE]
     left = pos_i[i, PI_EXP] - t
+    why = -1
     if sl > 0.0 or pt > 0.0:
-        ms, ml = pos_mids(t, i, mkt, par, sta)
+        ms, ml = pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f)
         mid = ms - ml
         credit = pos_f[i, PF_CREDIT]
         if sl > 0.0 and mid >= sl * credit:
-            close_position(t, m, i, WHY_STOP, mkt, par, sta, out)
-            return True
-        if pt > 0.0 and mid <= (1.0 - pt) * credit:
-            close_position(t, m, i, WHY_PROFIT, mkt, par, sta, out)
-            return True
-    if ip[IP_CLOSE_DTE_ON] != 0 and left <= ip[IP_CLOSE_DTE]:
-        close_position(t, m, i, WHY_CLOSE, mkt, par, sta, out)
-        return True
-    if ip[IP_ROLL_WHEN] != ROLL_OFF and left <= ip[IP_ROLL_DTE] and t < n:
-        if challenged(t, i, mkt, par, sta):
+            why = WHY_STOP
+        elif pt > 0.0 and mid <= (1.0 - pt) * credit:
+            why = WHY_PROFIT
+    if why < 0 and ip[IP_CLOSE_DTE_ON] != 0 and left <= ip[IP_CLOSE_DTE]:
+        why = WHY_CLOSE
+    if why < 0 and ip[IP_ROLL_WHEN] != ROLL_OFF and left <= ip[IP_ROLL_DTE] and t < n:
+        if challenged(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f):
             if pos_i[i, PI_ROLLS] >= ip[IP_MAX_ROLLS]:
-                close_position(t, m, i, WHY_CLOSE, mkt, par, sta, out)
-                return True
-            if not roll_position(t, m, i, mkt, par, sta, out):
+                why = WHY_CLOSE
+            elif not roll_position(t, m, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st,
+                                   cnt, out_path, out_month, log):
                 if ip[IP_CLOSE_IF_UNABLE] != 0:
-                    close_position(t, m, i, WHY_CLOSE, mkt, par, sta, out)
-                    return True
-    return False
+                    why = WHY_CLOSE
+    if why < 0:
+        return False
+    close_position(t, m, i, why, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt,
+                   out_path, out_month, log)
+    return True

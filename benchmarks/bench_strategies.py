@@ -1,0 +1,148 @@
+"""Strategy-kernel speed: path-steps per second on pre-generated paths, and peak memory.
+
+    python benchmarks/bench_strategies.py [--paths 100000] [--steps 252] [--threads N]
+
+Cases (spy_wheel.toml's market, one underlying, 252 steps = 1 year):
+* wheel: 30-delta wheel, daily entries, daily marking, profit take 0.5, roll itm;
+* ladder: 16-delta bull put spreads, up to 4 open (a new one every day when fewer are open),
+  profit take 0.5, stop loss 2x, close at 21 DTE.
+Paths are generated once (not timed); kernels are compiled and warmed up first; each case is
+timed over all paths with the engine's thread split. Targets on 2 cores: wheel >= 25M, ladder >= 8M
+path-steps/s. `bench_reference(n_paths)` times the plain-Python reference (tests/reference.py)
+when it exists, for the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import resource
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import mcsim  # noqa: E402
+from mcsim.engine import _split  # noqa: E402
+from mcsim.market import generate_market, market_params, resolve_threads  # noqa: E402
+from mcsim.strategies import codes as C  # noqa: E402
+from mcsim.strategies import run_paths, to_kernel, underlying_tables  # noqa: E402
+
+CASES = ("wheel", "ladder")
+
+
+def bench_scenario(steps: int = 252):
+    """spy_wheel.toml with a 1-year horizon, a daily wheel and a daily 4-open ladder."""
+    over = [
+        f"run.horizon_years={steps / 252}",
+        "strategies.wheel_30d.entry_every_days=1",
+        "strategies.wheel_30d.manage.profit_take=0.5",
+        "strategies.put_spread_45d.entry_every_days=1",
+        "strategies.put_spread_45d.sizing.max_open=4",
+    ]
+    return mcsim.load_scenario(ROOT / "scenarios" / "spy_wheel.toml", over)
+
+
+def _run(kp, tables, market, pool, threads):
+    spot, iv, reg = market
+    n = spot.shape[0]
+    nm = int(kp.ip[C.IP_N_MONTHS])
+    out_p = np.zeros((n, C.N_F))
+    out_m = np.zeros((n, nm, C.N_M))
+    log = np.zeros((1, C.N_L))
+
+    def task(b):
+        run_paths(spot, iv, reg, b[0], b[1], kp.ip, kp.fp, tables, out_p, out_m, log)
+
+    bounds = _split(n, threads)
+    t0 = time.perf_counter()
+    list(pool.map(task, bounds))
+    return time.perf_counter() - t0, out_p
+
+
+def bench_reference(n_paths: int = 1000, scenario=None, market=None):
+    """Path-steps/s of the plain-Python reference (tests/reference.py) per strategy, or None.
+
+    Runs `run_reference(scenario, rules, spot, atm_iv, regime)` on the first `n_paths` rows of
+    `market` (a MarketPaths) for each strategy of `scenario`.
+    """
+    ref = ROOT / "tests" / "reference.py"
+    if not ref.exists() or scenario is None or market is None or n_paths < 1:
+        return None
+    spec = importlib.util.spec_from_file_location("mcsim_reference", ref)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["mcsim_reference"] = mod
+    spec.loader.exec_module(mod)
+    fn = getattr(mod, "run_reference", None)
+    if fn is None:
+        return None
+    n_paths = min(n_paths, market.n_paths)
+    out = {}
+    for rules in scenario.strategies:
+        t0 = time.perf_counter()
+        for p in range(n_paths):
+            fn(scenario, rules, market.spot[p], market.atm_iv[p], market.regime[p])
+        out[rules.name] = n_paths * market.n_steps / (time.perf_counter() - t0)
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--paths", type=int, default=100_000)
+    ap.add_argument("--steps", type=int, default=252)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--repeat", type=int, default=2, help="timed runs per case (best is reported)")
+    ap.add_argument("--reference-paths", type=int, default=1000)
+    args = ap.parse_args(argv)
+
+    threads = resolve_threads(args.threads)
+    sc = bench_scenario(args.steps)
+    tables = underlying_tables(sc)
+    kps = {"wheel": to_kernel(sc.strategies[0], sc), "ladder": to_kernel(sc.strategies[1], sc)}
+
+    params = market_params(sc)
+    t0 = time.perf_counter()
+    market = generate_market(params, args.seed, 0, args.paths, threads=threads)
+    gen = time.perf_counter() - t0
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"market: {args.paths} paths x {sc.run.n_steps} steps generated in {gen:.2f} s "
+          f"({market[0].nbytes * 2 / 2**20 + market[2].nbytes / 2**20:.0f} MB); threads = {threads}")
+
+    warm = tuple(a[: min(1000, args.paths)] for a in market)
+    with ThreadPoolExecutor(threads) as pool:
+        t0 = time.perf_counter()
+        for kp in kps.values():
+            _run(kp, tables, warm, pool, threads)
+        print(f"warm-up (compile or cache load + 1000 paths): {time.perf_counter() - t0:.2f} s")
+        path_steps = args.paths * sc.run.n_steps
+        results = {}
+        for name in CASES:
+            best = min(_run(kps[name], tables, market, pool, threads)[0] for _ in range(args.repeat))
+            results[name] = path_steps / best
+            _, out = _run(kps[name], tables, market, pool, threads)
+            sold = out[:, C.F_OPTIONS_SOLD].mean()
+            print(f"{name:7s}: {results[name] / 1e6:7.1f} M path-steps/s  ({best:.2f} s; "
+                  f"{sold:.1f} options sold per path)")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS: {rss:.0f} MB (after market generation: {rss0:.0f} MB; kernels add "
+          f"{rss - rss0:.0f} MB of per-path outputs)")
+    ref = bench_reference(args.reference_paths, sc, mcsim.MarketPaths(*market, params.underlyings,
+                                                                        params.steps_per_year))
+    if ref is None:
+        print("reference: tests/reference.py not available (bench_reference hook returned None)")
+    else:
+        for name, case in zip(("wheel_30d", "put_spread_45d"), CASES):
+            if name in ref:
+                print(f"reference {case}: {ref[name] / 1e6:.3f} M path-steps/s; kernel ratio "
+                      f"{results[case] / ref[name]:.0f}x")
+    return results
+
+
+if __name__ == "__main__":
+    main()
