@@ -57,7 +57,7 @@ def _run(kp, tables, market, pool, threads):
     log = np.zeros((1, C.N_L))
 
     def task(b):
-        run_paths(spot, iv, reg, b[0], b[1], kp.ip, kp.fp, tables, out_p, out_m, log)
+        run_paths(spot, iv, reg, b[0], b[1], kp.ip, kp.fp, kp.uf, out_p, out_m, log)
 
     bounds = _split(n, threads)
     t0 = time.perf_counter()

@@ -21,7 +21,7 @@ from .market import BLOCK, MarketPaths, generate_market, market_params, resolve_
 from .scenario import Scenario
 from .strategies import codes as C
 from .strategies.kernel import run_paths
-from .strategies.params import KernelParams, all_strategies, to_kernel, underlying_tables
+from .strategies.params import KernelParams, all_strategies, to_kernel
 
 __all__ = ["Result", "simulate", "run_strategies", "replay", "PER_PATH_COLUMNS", "MONTHLY_COLUMNS"]
 
@@ -94,7 +94,6 @@ class _Plan:
         self.rules = all_strategies(scenario)
         self.names = tuple(r.name for r in self.rules)
         self.kps = [_with_steps(to_kernel(r, scenario), n_steps, self.n_months) for r in self.rules]
-        self.uf = underlying_tables(scenario)
         self.threads = resolve_threads(threads)
         n_s = len(self.rules)
         self.out_path = np.zeros((n_s, n_paths, C.N_F))
@@ -118,7 +117,7 @@ class _Plan:
             out_p = self.out_path[s, first:first + rows]
 
             def task(b, kp=kp, out_p=out_p):
-                run_paths(spot, iv, regime, b[0], b[1], kp.ip, kp.fp, self.uf, out_p, months,
+                run_paths(spot, iv, regime, b[0], b[1], kp.ip, kp.fp, kp.uf, out_p, months,
                           dummy_log)
 
             if pool is None or len(bounds) == 1:
@@ -341,12 +340,11 @@ def replay_market(scenario: Scenario, market: MarketPaths, strategy: str, row: i
     month = scenario.run.month_steps
     nm = -(-n // month)
     kp = _with_steps(to_kernel(rules, scenario, log=True), n, nm)
-    uf = underlying_tables(scenario)
     cap = max(int(kp.ip[C.IP_CAP]), 1)
     log = np.zeros(((n + 1) * (3 * cap + 3) + 8, C.N_L))
     out_p = np.zeros((market.n_paths, C.N_F))
     months = np.zeros((market.n_paths, nm, C.N_M))
-    rows = run_paths(market.spot, market.atm_iv, market.regime, row, row + 1, kp.ip, kp.fp, uf,
+    rows = run_paths(market.spot, market.atm_iv, market.regime, row, row + 1, kp.ip, kp.fp, kp.uf,
                      out_p, months, log)
     return _log_frame(log[:rows], market.underlyings)
 

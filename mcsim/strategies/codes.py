@@ -90,8 +90,13 @@ IP_MAX_OPEN = 24      # per underlying
 IP_CAP = 25           # position slots
 IP_LOG = 26           # 1: write the event log (replay)
 IP_N_SU = 27          # number of the strategy's underlyings
-IP_SU0 = 28           # ip[IP_SU0 + j]: market index of the strategy's j-th underlying
-N_IP = 28             # fixed part; ip has N_IP + n_su entries
+IP_TAB_LEN = 28       # L: tables below hold k = e - t = 0..L-1 steps to expiry
+IP_TAB_SQT = 29       # uf[u, ip[IP_TAB_SQT] + k] = sqrt(k / spy)
+IP_TAB_DFR = 30       # exp(-r k / spy)
+IP_TAB_DFQ = 31       # exp(-q_u k / spy)
+IP_TAB_DRIFT = 32     # (r - q_u) k / spy
+IP_SU0 = 33           # ip[IP_SU0 + j]: market index of the strategy's j-th underlying
+N_IP = 33             # fixed part; ip has N_IP + n_su entries
 
 # fp: float parameters
 FP_PUT_VAL = 0        # delta (absolute) or otm_pct
@@ -124,7 +129,7 @@ U_STEP = 3            # strike grid step, $
 U_FLOOR = 4           # IV floor
 U_EVERY = 5           # listed-expiry spacing, trading steps (integral)
 U_SKEW0 = 6           # uf[u, U_SKEW0 + g]: smile skew of regime g
-N_UF = 6              # fixed part; uf has N_UF + n_regimes columns
+N_UF = 6              # fixed part; uf has N_UF + n_regimes columns, then the IP_TAB_* tables
 
 # per-path outputs
 F_FINAL = 0
@@ -195,13 +200,17 @@ PF_CREDIT = 3         # gross credit per share (spreads: net)
 PF_OPEN_COST = 4      # commissions paid to open, $
 PF_MID_S = 5          # cached mid of the short leg, $ per share
 PF_MID_L = 6          # cached mid of the long leg (spreads)
-N_PF = 7
+PF_LOG_KS = 7         # ln(short strike)
+PF_LOG_KL = 8         # ln(long strike), 0 when none
+N_PF = 9
 
 # holdings per market underlying hold[u, H_*]
 H_SHARES = 0
 H_PRICE = 1           # purchase price (wheel) or average cost (buy-and-hold), $ per share
 H_CYCLE = 2           # wheel cycle premium, $ per share
-N_H = 3
+H_LOG_S = 3           # ln S[t, u] cached for step H_LOG_T
+H_LOG_T = 4
+N_H = 5
 
 # scalar state st[ST_*] (float) and cnt[C_*] (int)
 ST_CASH = 0
@@ -212,4 +221,6 @@ N_C = 2
 
 # a remainder of shares below this (after a sale of all of them) is set to 0
 SHARE_DUST = 1e-6
+# a new position of fewer contracts is no trade (fractional sizing dust)
+MIN_CONTRACTS = 1e-6
 

@@ -23,10 +23,10 @@ from .codes import (
     F_CAPITAL_USED, F_DAYS_SHARES, F_DD_DAYS, F_EQ0, F_FINAL, F_FIRST_SHORTFALL, F_MAX_DD,
     F_MIN_EQ, F_SHORTFALLS, F_WITHDRAWN, FP_COMM, FP_EA_TV, FP_ER, FP_INITIAL, FP_PF,
     FP_PROFIT_TAKE, FP_RATE, FP_STOP_LOSS, FP_WD, FP_WD_PCT, FP_WIDTH, H_CYCLE, H_PRICE,
-    H_SHARES, IP_CAP, IP_CLOSE_DTE_ON, IP_EARLY, IP_ENTRY_EVERY, IP_INTEGER, IP_KIND, IP_LOG,
+    H_LOG_T, H_SHARES, IP_CAP, IP_CLOSE_DTE_ON, IP_EARLY, IP_ENTRY_EVERY, IP_INTEGER, IP_KIND, IP_LOG,
     IP_MAX_OPEN, IP_MONTH, IP_N_MONTHS, IP_N_STEPS, IP_N_SU, IP_ROLL_WHEN, IP_SPY, IP_SU0,
     IP_WIDTH_MODE, KIND_BUY_HOLD, KIND_SPREAD, KIND_WHEEL, M_EQ_END, M_EQ_START, M_SHORTFALL,
-    M_WITHDRAWN, N_C, N_H, N_PF, N_PI, N_ST, OPT_CALL, OPT_PUT, OPT_SPREAD, PF_C, PF_KL, PF_KS,
+    M_WITHDRAWN, MIN_CONTRACTS, N_C, N_H, N_PF, N_PI, N_ST, OPT_CALL, OPT_PUT, OPT_SPREAD, PF_C, PF_KL, PF_KS,
     PI_EXP, PI_KIND, PI_U, ROLL_OFF, ST_CASH, U_DIV, U_EQDT, U_EQDT1, U_EVERY, U_FLOOR, U_SKEW0,
     U_STEP, WIDTH_ABS,
 )
@@ -80,7 +80,7 @@ def _sell_put(t, m, u, equity,
     den = k * 100.0 - fill * 100.0 + comm
     if den > 0.0:
         c = min(c, floor_if(free / den, integer))
-    if not (c > 0.0):
+    if not (c >= MIN_CONTRACTS):
         return
     st[ST_CASH] += fill * 100.0 * c - comm * c
     add_position(pos_i, pos_f, cnt, u, OPT_PUT, e, k, math.nan, c, fill, comm * c, t, mid, 0.0)
@@ -98,7 +98,7 @@ def _sell_call(t, m, u,
                spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
     """Covered call on all shares of u, strike >= the min_strike level's grid strike."""
     c = floor_if(hold[u, H_SHARES] / 100.0, ip[IP_INTEGER] != 0)
-    if not (c > 0.0):
+    if not (c >= MIN_CONTRACTS):
         return
     e, tau, k = _entry_terms(t, u, True, spot, atm, reg, p, ip, fp, uf)
     if not (k > 0.0):
@@ -153,7 +153,7 @@ def _open_spread(t, m, u, equity,
     c = floor_if(fp[FP_PF] * equity / risk, integer)
     free = st[ST_CASH] - reserved_cash(pos_i, pos_f, cnt)
     c = min(c, floor_if(free / (risk + 2.0 * comm), integer))
-    if not (c > 0.0):
+    if not (c >= MIN_CONTRACTS):
         return
     st[ST_CASH] += credit * 100.0 * c - 2.0 * comm * c
     add_position(pos_i, pos_f, cnt, u, OPT_SPREAD, e, ks, kl, c, credit, 2.0 * comm * c, t, ms, ml)
@@ -306,7 +306,7 @@ def _early_assignments(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, 
         else:
             intrinsic = k - s
         if intrinsic > 0.0:
-            ms, ml = pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f)
+            ms, ml = pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold)
             if ms - intrinsic < tv:
                 assign(t, m, i, True, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt,
                        out_path, out_month, log)
@@ -325,6 +325,7 @@ def run_path(p, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_pat
     out_path[p, F_FIRST_SHORTFALL] = -1.0
     out_month[p, :, :] = 0.0
     hold[:, :] = 0.0
+    hold[:, H_LOG_T] = -1.0
     cnt[:] = 0
     st[ST_CASH] = fp[FP_INITIAL]
     kind = ip[IP_KIND]
@@ -379,8 +380,13 @@ def run_path(p, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_pat
         if t == next_entry and t < n:
             next_entry += every
             if options:
-                _entries(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt,
-                         out_path, out_month, log)
+                wanted = False
+                for j in range(n_su):
+                    if _want(ip[IP_SU0 + j], ip, pos_i, hold, cnt) != 0:
+                        wanted = True
+                if wanted:
+                    _entries(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt,
+                             out_path, out_month, log)
             elif kind == KIND_BUY_HOLD and t == 0:
                 _buy_and_hold(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
         # step 6: mark, then the path statistics of daily equity

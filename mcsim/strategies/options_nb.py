@@ -20,6 +20,61 @@ from .codes import (
 )
 
 
+_INV_SQRT2 = 0.7071067811865475244008443621048490
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _fused_leg(k, log_k, lf, sqt, a, a_sqt, skew, floor, df_r, sdf_q, is_call):
+    """One leg of `pair_from_terms`: strike k ($), log_k = ln k, lf = ln F (F the forward)."""
+    lfk = lf - log_k
+    if a > 0.0:
+        iv = max(floor, a * (1.0 + skew * (lfk / a_sqt)))
+    else:
+        iv = max(floor, a)
+    sd = iv * sqt
+    if iv <= 0.0 or sd == 0.0:
+        fwd_pv = sdf_q - k * df_r
+        if is_call:
+            return max(fwd_pv, 0.0)
+        return max(-fwd_pv, 0.0)
+    d1 = lfk / sd + 0.5 * sd
+    d2 = d1 - sd
+    if is_call:
+        return sdf_q * (0.5 * math.erfc(-d1 * _INV_SQRT2)) - k * df_r * (0.5 * math.erfc(-d2 * _INV_SQRT2))
+    return k * df_r * (0.5 * math.erfc(d2 * _INV_SQRT2)) - sdf_q * (0.5 * math.erfc(d1 * _INV_SQRT2))
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def pair_from_terms(s, a, k1, log_k1, k2, log_k2, sqt, df_r, df_q, lf, skew, floor, is_call, two):
+    """Mids ($/share) of strikes k1 and (when `two`) k2 from shared terms: sqt = sqrt(tau),
+    df_r = exp(-r tau), df_q = exp(-q tau), lf = ln S + (r - q) tau; tau > 0 (years)."""
+    sdf_q = s * df_q
+    a_sqt = a * sqt
+    m1 = _fused_leg(k1, log_k1, lf, sqt, a, a_sqt, skew, floor, df_r, sdf_q, is_call)
+    m2 = 0.0
+    if two:
+        m2 = _fused_leg(k2, log_k2, lf, sqt, a, a_sqt, skew, floor, df_r, sdf_q, is_call)
+    return m1, m2
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def pair_mids(s, a, k1, k2, tau, rate, div, skew, floor, is_call, two):
+    """Mids ($/share) of strike k1 and (when `two`) k2 at one (spot, tau): the smile of
+    `smile_iv_nb` and the price of `bs_price_nb`, with the exponentials and roots shared.
+
+    Equal to `leg_mid` up to rounding (d1 uses ln(F/K) for ln(S/K) + (r - q) tau); intrinsic at
+    tau <= 0. Used for the daily marks and management; new trades price with `leg_mid`.
+    """
+    if tau <= 0.0:
+        if is_call:
+            return max(s - k1, 0.0), max(s - k2, 0.0) if two else 0.0
+        return max(k1 - s, 0.0), max(k2 - s, 0.0) if two else 0.0
+    lk2 = math.log(k2) if two else 0.0
+    return pair_from_terms(s, a, k1, math.log(k1), k2, lk2, math.sqrt(tau), math.exp(-rate * tau),
+                           math.exp(-div * tau), math.log(s) + (rate - div) * tau, skew, floor,
+                           is_call, two)
+
+
 @njit(cache=True, nogil=True, _nrt=False)
 def leg_iv(s, a, k, tau, rate, div, skew, floor):
     """Smile IV of strike k (per-share $) at time to expiry tau (years); a = ATM IV."""

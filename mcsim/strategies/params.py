@@ -29,6 +29,7 @@ class KernelParams(NamedTuple):
     ip: np.ndarray     # int64 (N_IP + n_su,): ip[IP_SU0 + j] = su[j]
     fp: np.ndarray     # float64 (N_FP,)
     su: np.ndarray     # int64 (n_su,): the strategy's underlyings (market indices), in order
+    uf: np.ndarray     # float64 (n_u, ...): `underlying_tables` + this strategy's tau tables
 
 
 def baseline_rules(scenario: Scenario) -> tuple[StrategyRules, StrategyRules]:
@@ -180,7 +181,41 @@ def to_kernel(rules: StrategyRules, scenario: Scenario, log: bool = False) -> Ke
                 fp[C.FP_WIDTH] = rules.width_pct
         _manage(rules, path, spy, ip, fp)
         _high_iv(rules, path, spy, ip, fp)
-    return KernelParams(name=name, kind=rules.kind, ip=ip, fp=fp, su=su)
+    uf = _with_tables(underlying_tables(scenario), scenario, ip)
+    return KernelParams(name=name, kind=rules.kind, ip=ip, fp=fp, su=su, uf=uf)
+
+
+def _with_tables(uf: np.ndarray, scenario: Scenario, ip: np.ndarray) -> np.ndarray:
+    """Append per-underlying tables over k = 0..L-1 steps to expiry (see codes.IP_TAB_*).
+
+    L covers every (expiry - step) an open position can have: the longest entry dte (or
+    roll_dte + roll_out_days) plus one listed-expiry spacing. Values are computed exactly as the
+    kernel would: tau = k / spy, sqrt(tau), exp(-r tau), exp(-q tau), (r - q) tau.
+    """
+    run = scenario.run
+    spy = run.steps_per_year
+    every = max(int(u.expiry_every_days) for u in scenario.underlyings)
+    longest = max(int(ip[C.IP_PUT_DTE]), int(ip[C.IP_CALL_DTE]), int(ip[C.IP_HIV_DTE]),
+                  int(ip[C.IP_ROLL_DTE]) + int(ip[C.IP_ROLL_OUT]))
+    L = longest + every + 2
+    n_u, base = uf.shape
+    out = np.zeros((n_u, base + 4 * L))
+    out[:, :base] = uf
+    ip[C.IP_TAB_LEN] = L
+    ip[C.IP_TAB_SQT] = base
+    ip[C.IP_TAB_DFR] = base + L
+    ip[C.IP_TAB_DFQ] = base + 2 * L
+    ip[C.IP_TAB_DRIFT] = base + 3 * L
+    r = float(run.risk_free_rate)
+    for j, u in enumerate(scenario.underlyings):
+        q = float(u.dividend_yield)
+        for k in range(L):
+            tau = k / spy
+            out[j, base + k] = math.sqrt(tau)
+            out[j, base + L + k] = math.exp(-r * tau)
+            out[j, base + 2 * L + k] = math.exp(-q * tau)
+            out[j, base + 3 * L + k] = (r - q) * tau
+    return np.ascontiguousarray(out)
 
 
 def _manage(rules, path, spy, ip, fp):

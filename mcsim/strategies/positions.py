@@ -27,18 +27,19 @@ from .codes import (
     ACT_EXPIRE_WORTHLESS, ACT_ROLL, C_LOG, C_OPEN, F_ASSIGNMENTS, F_CALLED_AWAY, F_CALLS_SOLD,
     F_CLOSES, F_EARLY, F_EXPIRED, F_LOST, F_OPTIONS_SOLD, F_PREMIUM, F_PROFIT_TAKES, F_PUTS_SOLD,
     F_REALISED, F_ROLLS, F_SPREADS_SOLD, F_STOP_LOSSES, F_SUM_LOSS, F_SUM_WIN, F_WON, FP_COMM,
-    FP_FEE, FP_PROFIT_TAKE, FP_RATE, FP_ROLL_DELTA, FP_STOP_LOSS, H_CYCLE, H_PRICE, H_SHARES,
+    FP_FEE, H_LOG_S, H_LOG_T, IP_TAB_DFQ, IP_TAB_DFR, IP_TAB_DRIFT, IP_TAB_LEN, IP_TAB_SQT,
+    FP_PROFIT_TAKE, FP_RATE, FP_ROLL_DELTA, FP_STOP_LOSS, H_CYCLE, H_PRICE, H_SHARES,
     IP_CLOSE_DTE, IP_CLOSE_DTE_ON, IP_CLOSE_IF_UNABLE, IP_KIND, IP_LOG, IP_MAX_ROLLS,
     IP_MIN_STRIKE, IP_N_SU, IP_ROLL_CREDIT_ONLY, IP_ROLL_DTE, IP_ROLL_OUT, IP_ROLL_WHEN, IP_SPY,
     IP_SU0, KIND_WHEEL, L_ACTION, L_C, L_CASH, L_EQUITY, L_EXPIRY, L_IV, L_KIND, L_PRICE,
     L_SPOT, L_STEP, L_STRIKE, L_U, M_PREMIUM, M_REALISED, MIN_COST_BASIS, MIN_NONE, N_PF, N_PI,
     OPT_CALL, OPT_PUT, OPT_SPREAD, PF_C, PF_CREDIT, PF_KL, PF_KS, PF_MID_L, PF_MID_S,
-    PF_OPEN_COST, PI_EXP, PI_KIND, PI_MID_T, PI_ROLLS, PI_U, ROLL_DELTA, ROLL_OFF, SHARE_DUST,
+    PF_LOG_KL, PF_LOG_KS, PF_OPEN_COST, PI_EXP, PI_KIND, PI_MID_T, PI_ROLLS, PI_U, ROLL_DELTA, ROLL_OFF, SHARE_DUST,
     ST_CASH, U_DIV, U_EVERY, U_FLOOR, U_SKEW0, U_STEP, WHY_CLOSE, WHY_PROFIT, WHY_STOP,
 )
 from .options_nb import (
     buy_fill, entry_rule, high_iv_active, leg_abs_delta, leg_iv, leg_mid, min_strike_grid,
-    nearest_expiry, rule_strike, sell_fill,
+    nearest_expiry, pair_from_terms, rule_strike, sell_fill,
 )
 
 
@@ -47,23 +48,41 @@ from .options_nb import (
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
-def pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f):
-    """(short mid, long mid) of position i at step t, $ per share, cached per step."""
+def pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold):
+    """(short mid, long mid) of position i at step t, $ per share, cached per step.
+
+    Open positions are priced with `pair_from_terms` (both legs of a spread share the terms;
+    exponentials and roots come from the strategy's tau tables, ln S is cached per step); a
+    trade's own fills use `leg_mid`, and the mids cached at that trade are those fills' mids.
+    """
     if pos_i[i, PI_MID_T] == t:
         return pos_f[i, PF_MID_S], pos_f[i, PF_MID_L]
     u = pos_i[i, PI_U]
     kind = pos_i[i, PI_KIND]
-    tau = (pos_i[i, PI_EXP] - t) / ip[IP_SPY]
+    k = pos_i[i, PI_EXP] - t
     s = spot[p, t, u]
-    a = atm[p, t, u]
-    sk = uf[u, U_SKEW0 + reg[p, t]]
-    q = uf[u, U_DIV]
-    fl = uf[u, U_FLOOR]
-    r = fp[FP_RATE]
-    ms = leg_mid(s, a, pos_f[i, PF_KS], tau, r, q, sk, fl, kind == OPT_CALL)
-    ml = 0.0
-    if kind == OPT_SPREAD:
-        ml = leg_mid(s, a, pos_f[i, PF_KL], tau, r, q, sk, fl, False)
+    if k <= 0:
+        ms = max(s - pos_f[i, PF_KS], 0.0) if kind == OPT_CALL else max(pos_f[i, PF_KS] - s, 0.0)
+        ml = max(pos_f[i, PF_KL] - s, 0.0) if kind == OPT_SPREAD else 0.0
+    else:
+        if hold[u, H_LOG_T] != t:
+            hold[u, H_LOG_S] = math.log(s)
+            hold[u, H_LOG_T] = t
+        if k < ip[IP_TAB_LEN]:
+            sqt = uf[u, ip[IP_TAB_SQT] + k]
+            df_r = uf[u, ip[IP_TAB_DFR] + k]
+            df_q = uf[u, ip[IP_TAB_DFQ] + k]
+            drift = uf[u, ip[IP_TAB_DRIFT] + k]
+        else:
+            tau = k / ip[IP_SPY]
+            sqt = math.sqrt(tau)
+            df_r = math.exp(-fp[FP_RATE] * tau)
+            df_q = math.exp(-uf[u, U_DIV] * tau)
+            drift = (fp[FP_RATE] - uf[u, U_DIV]) * tau
+        ms, ml = pair_from_terms(s, atm[p, t, u], pos_f[i, PF_KS], pos_f[i, PF_LOG_KS],
+                                 pos_f[i, PF_KL], pos_f[i, PF_LOG_KL], sqt, df_r, df_q,
+                                 hold[u, H_LOG_S] + drift, uf[u, U_SKEW0 + reg[p, t]],
+                                 uf[u, U_FLOOR], kind == OPT_CALL, kind == OPT_SPREAD)
     pos_f[i, PF_MID_S] = ms
     pos_f[i, PF_MID_L] = ml
     pos_i[i, PI_MID_T] = t
@@ -80,7 +99,7 @@ def mark(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt):
         if sh != 0.0:
             eq += sh * spot[p, t, u]
     for i in range(cnt[C_OPEN]):
-        ms, ml = pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f)
+        ms, ml = pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold)
         c100 = 100.0 * pos_f[i, PF_C]
         eq -= ms * c100
         if pos_i[i, PI_KIND] == OPT_SPREAD:
@@ -130,6 +149,8 @@ def add_position(pos_i, pos_f, cnt, u, kind, exp, ks, kl, c, credit, open_cost, 
     pos_f[i, PF_OPEN_COST] = open_cost
     pos_f[i, PF_MID_S] = mid_s
     pos_f[i, PF_MID_L] = mid_l
+    pos_f[i, PF_LOG_KS] = math.log(ks)
+    pos_f[i, PF_LOG_KL] = math.log(kl) if kl == kl else 0.0
     cnt[C_OPEN] = i + 1
 
 
@@ -270,7 +291,7 @@ def assign(t, m, i, early,
     else:
         # a spread's short leg assigned early: shares bought at Ks and sold at S, long leg sold
         intrinsic = k - s
-        ms, ml = pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f)
+        ms, ml = pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold)
         fill_l = sell_fill(ml, fp)
         comm = fp[FP_COMM] * c
         st[ST_CASH] -= intrinsic * c100 + fee
@@ -330,7 +351,7 @@ def close_position(t, m, i, why,
     kind = pos_i[i, PI_KIND]
     c = pos_f[i, PF_C]
     c100 = 100.0 * c
-    ms, ml = pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f)
+    ms, ml = pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold)
     if kind == OPT_SPREAD:
         debit = buy_fill(ms, fp) - sell_fill(ml, fp)
         comm = fp[FP_COMM] * c * 2.0
@@ -418,7 +439,7 @@ def roll_position(t, m, i,
             kl_new = round_strike_nb(k_new - (ks_old - pos_f[i, PF_KL]), step, False)
             if not (kl_new > 0.0):
                 return False
-    ms_old, ml_old = pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f)
+    ms_old, ml_old = pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold)
     ms_new = leg_mid(s, a, k_new, tau, r, q, sk, fl, is_call)
     ml_new = 0.0
     if kind == OPT_SPREAD:
@@ -449,6 +470,8 @@ def roll_position(t, m, i,
     pos_f[i, PF_OPEN_COST] = comm_leg
     pos_f[i, PF_MID_S] = ms_new
     pos_f[i, PF_MID_L] = ml_new
+    pos_f[i, PF_LOG_KS] = math.log(k_new)
+    pos_f[i, PF_LOG_KL] = math.log(kl_new) if kl_new == kl_new else 0.0
     out_path[p, F_ROLLS] += 1.0
     book_sale(new_credit, c, kind, p, m, out_path, out_month)
     if ip[IP_LOG] != 0:
@@ -470,7 +493,7 @@ def manage_position(t, m, i, n,
     left = pos_i[i, PI_EXP] - t
     why = -1
     if sl > 0.0 or pt > 0.0:
-        ms, ml = pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f)
+        ms, ml = pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold)
         mid = ms - ml
         credit = pos_f[i, PF_CREDIT]
         if sl > 0.0 and mid >= sl * credit:
