@@ -224,3 +224,12 @@ SHARE_DUST = 1e-6
 # a new position of fewer contracts is no trade (fractional sizing dust)
 MIN_CONTRACTS = 1e-6
 
+
+# Non-literal constants for call arguments: numba compiles a separate specialisation of the
+# callee for every literal argument value (True/False, each ACT_* code); numpy scalars are
+# typed as plain bool / int64, so each callee is compiled once.
+import numpy as _np  # noqa: E402
+
+NO = _np.bool_(False)
+YES = _np.bool_(True)
+NONE = _np.int64(-1)

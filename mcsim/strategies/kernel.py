@@ -19,6 +19,7 @@ from numba import njit
 from mcsim.pricing import round_strike_nb
 
 from .codes import (
+    NO, NONE, YES,
     ACT_END, ACT_OPEN_SPREAD, ACT_SELL_CALL, ACT_SELL_PUT, ACT_WITHDRAW, C_LOG, C_OPEN,
     F_CAPITAL_USED, F_DAYS_SHARES, F_DD_DAYS, F_EQ0, F_FINAL, F_FIRST_SHORTFALL, F_MAX_DD,
     F_MIN_EQ, F_SHORTFALLS, F_WITHDRAWN, FP_COMM, FP_EA_TV, FP_ER, FP_INITIAL, FP_PF,
@@ -35,8 +36,8 @@ from .options_nb import (
     nearest_expiry, rule_strike, sell_fill,
 )
 from .positions import (
-    add_position, assign, book_realised, book_sale, log_event, manage_position, mark,
-    min_strike_level, pos_mids, reserved_cash, settle_expiry,
+    add_position, assign, book_realised, book_sale, log_event, manage_position, mark, mark_fn,
+    cached_mids, min_strike_level, pos_mids, reserved_cash, reserved_fn, settle_expiry,
 )
 
 
@@ -60,7 +61,7 @@ def _entry_terms(t, u, is_call, spot, atm, reg, p, ip, fp, uf):
 def _sell_put(t, m, u, equity,
               spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
     """Cash-secured put on u (wheel, put_write), sized on `equity` ($), capped by free cash."""
-    e, tau, k = _entry_terms(t, u, False, spot, atm, reg, p, ip, fp, uf)
+    e, tau, k = _entry_terms(t, u, NO, spot, atm, reg, p, ip, fp, uf)
     if not (k > 0.0):
         return
     s = spot[p, t, u]
@@ -69,27 +70,27 @@ def _sell_put(t, m, u, equity,
     q = uf[u, U_DIV]
     sk = uf[u, U_SKEW0 + reg[p, t]]
     fl = uf[u, U_FLOOR]
-    mid = leg_mid(s, a, k, tau, r, q, sk, fl, False)
+    mid = leg_mid(s, a, k, tau, r, q, sk, fl, NO)
     fill = sell_fill(mid, fp)
     comm = fp[FP_COMM]
     if fill * 100.0 - comm <= 0.0:
         return
     integer = ip[IP_INTEGER] != 0
     c = floor_if(fp[FP_PF] * equity / (k * 100.0), integer)
-    free = st[ST_CASH] - reserved_cash(pos_i, pos_f, cnt)
+    free = st[ST_CASH] - reserved_fn(pos_i, pos_f, cnt)
     den = k * 100.0 - fill * 100.0 + comm
     if den > 0.0:
         c = min(c, floor_if(free / den, integer))
     if not (c >= MIN_CONTRACTS):
         return
     st[ST_CASH] += fill * 100.0 * c - comm * c
-    add_position(pos_i, pos_f, cnt, u, OPT_PUT, e, k, math.nan, c, fill, comm * c, t, mid, 0.0)
+    add_position(pos_i, pos_f, cnt, u, np.int64(OPT_PUT), e, k, math.nan, c, fill, comm * c, t, mid, 0.0)
     if ip[IP_KIND] == KIND_WHEEL:
         hold[u, H_CYCLE] = fill
-    book_sale(fill, c, OPT_PUT, p, m, out_path, out_month)
+    book_sale(fill, c, np.int64(OPT_PUT), p, m, out_path, out_month)
     if ip[IP_LOG] != 0:
         iv = leg_iv(s, a, k, tau, r, q, sk, fl)
-        log_event(t, ACT_SELL_PUT, u, OPT_PUT, k, e, c, fill, iv,
+        log_event(t, np.int64(ACT_SELL_PUT), u, np.int64(OPT_PUT), k, e, c, fill, iv,
                   spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
 
 
@@ -100,7 +101,7 @@ def _sell_call(t, m, u,
     c = floor_if(hold[u, H_SHARES] / 100.0, ip[IP_INTEGER] != 0)
     if not (c >= MIN_CONTRACTS):
         return
-    e, tau, k = _entry_terms(t, u, True, spot, atm, reg, p, ip, fp, uf)
+    e, tau, k = _entry_terms(t, u, YES, spot, atm, reg, p, ip, fp, uf)
     if not (k > 0.0):
         return
     k = min_strike_grid(k, min_strike_level(u, ip, hold), uf[u, U_STEP])
@@ -110,18 +111,18 @@ def _sell_call(t, m, u,
     q = uf[u, U_DIV]
     sk = uf[u, U_SKEW0 + reg[p, t]]
     fl = uf[u, U_FLOOR]
-    mid = leg_mid(s, a, k, tau, r, q, sk, fl, True)
+    mid = leg_mid(s, a, k, tau, r, q, sk, fl, YES)
     fill = sell_fill(mid, fp)
     comm = fp[FP_COMM]
     if not (fill * 100.0 * c - comm * c > 0.0):
         return
     st[ST_CASH] += fill * 100.0 * c - comm * c
-    add_position(pos_i, pos_f, cnt, u, OPT_CALL, e, k, math.nan, c, fill, comm * c, t, mid, 0.0)
+    add_position(pos_i, pos_f, cnt, u, np.int64(OPT_CALL), e, k, math.nan, c, fill, comm * c, t, mid, 0.0)
     hold[u, H_CYCLE] += fill
-    book_sale(fill, c, OPT_CALL, p, m, out_path, out_month)
+    book_sale(fill, c, np.int64(OPT_CALL), p, m, out_path, out_month)
     if ip[IP_LOG] != 0:
         iv = leg_iv(s, a, k, tau, r, q, sk, fl)
-        log_event(t, ACT_SELL_CALL, u, OPT_CALL, k, e, c, fill, iv,
+        log_event(t, np.int64(ACT_SELL_CALL), u, np.int64(OPT_CALL), k, e, c, fill, iv,
                   spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
 
 
@@ -129,12 +130,12 @@ def _sell_call(t, m, u,
 def _open_spread(t, m, u, equity,
                  spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
     """One bull put spread on u: max loss (Ks - Kl - credit) x 100 per contract sized on equity."""
-    e, tau, ks = _entry_terms(t, u, False, spot, atm, reg, p, ip, fp, uf)
+    e, tau, ks = _entry_terms(t, u, NO, spot, atm, reg, p, ip, fp, uf)
     if not (ks > 0.0):
         return
     s = spot[p, t, u]
     w = fp[FP_WIDTH] if ip[IP_WIDTH_MODE] == WIDTH_ABS else fp[FP_WIDTH] * s
-    kl = round_strike_nb(ks - w, uf[u, U_STEP], False)
+    kl = round_strike_nb(ks - w, uf[u, U_STEP], NO)
     if not (kl > 0.0):
         return
     a = atm[p, t, u]
@@ -142,8 +143,8 @@ def _open_spread(t, m, u, equity,
     q = uf[u, U_DIV]
     sk = uf[u, U_SKEW0 + reg[p, t]]
     fl = uf[u, U_FLOOR]
-    ms = leg_mid(s, a, ks, tau, r, q, sk, fl, False)
-    ml = leg_mid(s, a, kl, tau, r, q, sk, fl, False)
+    ms = leg_mid(s, a, ks, tau, r, q, sk, fl, NO)
+    ml = leg_mid(s, a, kl, tau, r, q, sk, fl, NO)
     credit = sell_fill(ms, fp) - buy_fill(ml, fp)
     if credit <= 0.0 or credit >= ks - kl:
         return
@@ -151,16 +152,16 @@ def _open_spread(t, m, u, equity,
     integer = ip[IP_INTEGER] != 0
     risk = (ks - kl - credit) * 100.0
     c = floor_if(fp[FP_PF] * equity / risk, integer)
-    free = st[ST_CASH] - reserved_cash(pos_i, pos_f, cnt)
+    free = st[ST_CASH] - reserved_fn(pos_i, pos_f, cnt)
     c = min(c, floor_if(free / (risk + 2.0 * comm), integer))
     if not (c >= MIN_CONTRACTS):
         return
     st[ST_CASH] += credit * 100.0 * c - 2.0 * comm * c
-    add_position(pos_i, pos_f, cnt, u, OPT_SPREAD, e, ks, kl, c, credit, 2.0 * comm * c, t, ms, ml)
-    book_sale(credit, c, OPT_SPREAD, p, m, out_path, out_month)
+    add_position(pos_i, pos_f, cnt, u, np.int64(OPT_SPREAD), e, ks, kl, c, credit, 2.0 * comm * c, t, ms, ml)
+    book_sale(credit, c, np.int64(OPT_SPREAD), p, m, out_path, out_month)
     if ip[IP_LOG] != 0:
         iv = leg_iv(s, a, ks, tau, r, q, sk, fl)
-        log_event(t, ACT_OPEN_SPREAD, u, OPT_SPREAD, ks, e, c, credit, iv,
+        log_event(t, np.int64(ACT_OPEN_SPREAD), u, np.int64(OPT_SPREAD), ks, e, c, credit, iv,
                   spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
 
 
@@ -185,6 +186,12 @@ def _want(u, ip, pos_i, hold, cnt):
 
 
 @njit(cache=True, nogil=True, _nrt=False)
+def _want_fn(u, ip, pos_i, hold, cnt):
+    """`_want` as a call (inside `_entries`)."""
+    return _want(u, ip, pos_i, hold, cnt)
+
+
+@njit(cache=True, nogil=True, _nrt=False)
 def _entries(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
     """Step 5: new positions per underlying in strategy order, sized on the equity marked now.
 
@@ -193,14 +200,14 @@ def _entries(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, o
     n_su = ip[IP_N_SU]
     sized = False
     for j in range(n_su):
-        if _want(ip[IP_SU0 + j], ip, pos_i, hold, cnt) == 1:
+        if _want_fn(ip[IP_SU0 + j], ip, pos_i, hold, cnt) == 1:
             sized = True
     equity = math.nan
     if sized:
-        equity = mark(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
+        equity = mark_fn(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
     for j in range(n_su):
         u = ip[IP_SU0 + j]
-        w = _want(u, ip, pos_i, hold, cnt)
+        w = _want_fn(u, ip, pos_i, hold, cnt)
         if w == 1:
             if ip[IP_KIND] == KIND_SPREAD:
                 _open_spread(t, m, u, equity, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold,
@@ -246,7 +253,7 @@ def _withdraw(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, 
     """Step 4 at a month end: pay the withdrawal from free cash (buy-and-hold: sell pro rata)."""
     amount = fp[FP_WD]
     if not (amount > 0.0):
-        amount = fp[FP_WD_PCT] * mark(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
+        amount = fp[FP_WD_PCT] * mark_fn(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
     if not (amount > 0.0):
         return
     if ip[IP_KIND] == KIND_BUY_HOLD:
@@ -265,7 +272,7 @@ def _withdraw(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, 
                 hold[u, H_SHARES] -= sold
             book_realised(gain, p, m, out_path, out_month)
     else:
-        free = st[ST_CASH] - reserved_cash(pos_i, pos_f, cnt)
+        free = st[ST_CASH] - reserved_fn(pos_i, pos_f, cnt)
         pay = min(amount, max(free, 0.0))
         st[ST_CASH] -= pay
     out_path[p, F_WITHDRAWN] += pay
@@ -275,14 +282,14 @@ def _withdraw(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, 
         out_month[p, m, M_SHORTFALL] = 1.0
         if out_path[p, F_FIRST_SHORTFALL] < 0.0:
             out_path[p, F_FIRST_SHORTFALL] = m
-    log_event(t, ACT_WITHDRAW, -1, -1, math.nan, -1, 0.0, pay, math.nan,
+    log_event(t, np.int64(ACT_WITHDRAW), NONE, NONE, math.nan, NONE, 0.0, pay, math.nan,
               spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
 
 
 @njit(cache=True, nogil=True, _nrt=False)
 def _buy_and_hold(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt):
     """t = 0: equity split equally over the strategy's underlyings, fractional shares, no costs."""
-    equity = mark(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
+    equity = mark_fn(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
     alloc = equity / ip[IP_N_SU]
     for j in range(ip[IP_N_SU]):
         u = ip[IP_SU0 + j]
@@ -296,7 +303,7 @@ def _early_assignments(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, 
                        out_path, out_month, log):
     """Step 2: ITM short legs with mid - intrinsic < threshold are assigned, in position order."""
     tv = fp[FP_EA_TV]
-    i = 0
+    i = np.int64(0)
     while i < cnt[C_OPEN]:
         u = pos_i[i, PI_U]
         s = spot[p, t, u]
@@ -306,9 +313,9 @@ def _early_assignments(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, 
         else:
             intrinsic = k - s
         if intrinsic > 0.0:
-            ms, ml = pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold)
+            ms, ml = cached_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold)
             if ms - intrinsic < tv:
-                assign(t, m, i, True, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt,
+                assign(t, m, i, YES, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt,
                        out_path, out_month, log)
                 continue
         i += 1
@@ -358,18 +365,21 @@ def run_path(p, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_pat
         if t >= 1:
             _carry(t, m, spot, p, ip, fp, uf, hold, st, out_path, out_month)
         if options and cnt[C_OPEN] > 0:
-            i = 0
+            i = np.int64(0)
             while i < cnt[C_OPEN]:
                 if pos_i[i, PI_EXP] == t:
                     settle_expiry(t, m, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st,
                                   cnt, out_path, out_month, log)
                 else:
                     i += 1
+            # every position still open is priced once at this close (marks, rules, fills)
+            for i in range(cnt[C_OPEN]):
+                pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold)
             if early:
                 _early_assignments(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st,
                                    cnt, out_path, out_month, log)
             if manage:
-                i = 0
+                i = np.int64(0)
                 while i < cnt[C_OPEN]:
                     if not manage_position(t, m, i, n, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f,
                                            hold, st, cnt, out_path, out_month, log):
@@ -430,7 +440,7 @@ def run_path(p, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_pat
                 out_month[p, m + 1, M_EQ_START] = eq
         if t == n:
             out_month[p, n_months - 1, M_EQ_END] = eq
-    log_event(n, ACT_END, -1, -1, math.nan, -1, 0.0, eq, math.nan,
+    log_event(n, np.int64(ACT_END), NONE, NONE, math.nan, NONE, 0.0, eq, math.nan,
               spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
     out_path[p, F_FINAL] = eq
     out_path[p, F_MIN_EQ] = min_eq

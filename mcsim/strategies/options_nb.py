@@ -14,6 +14,7 @@ from numba import njit
 from mcsim.pricing import bs_delta_nb, bs_price_nb, round_strike_nb, smile_iv_nb, strike_for_delta_nb
 
 from .codes import (
+    YES,
     FP_CALL_VAL, FP_HIV_CALL_DELTA, FP_HIV_PUT_DELTA, FP_HIV_THR, FP_PUT_VAL, FP_SLIP,
     FP_SLIP_PCT, HIV_ATM, HIV_OFF, IP_CALL_DTE, IP_CALL_MODE, IP_HIV_DTE, IP_HIV_MODE,
     IP_PUT_DTE, IP_PUT_MODE, RULE_DELTA,
@@ -140,7 +141,7 @@ def rule_strike(s, a, tau, rate, div, skew, floor, step, mode, value, is_call):
 @njit(cache=True, nogil=True, _nrt=False)
 def grid_at_or_above(level, step):
     """Lowest listed strike >= level (the call rounding of round_strike_nb)."""
-    return round_strike_nb(level, step, True)
+    return round_strike_nb(level, step, YES)
 
 
 @njit(cache=True, nogil=True, _nrt=False)

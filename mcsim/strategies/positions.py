@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from numba import njit
 
 from mcsim.pricing import round_strike_nb
 
 from .codes import (
+    NO, NONE, YES,
     ACT_ASSIGNED, ACT_BUY_TO_CLOSE, ACT_CALLED_AWAY, ACT_CLOSE_SPREAD, ACT_EARLY_ASSIGNED,
     ACT_EXPIRE_WORTHLESS, ACT_ROLL, C_LOG, C_OPEN, F_ASSIGNMENTS, F_CALLED_AWAY, F_CALLS_SOLD,
     F_CLOSES, F_EARLY, F_EXPIRED, F_LOST, F_OPTIONS_SOLD, F_PREMIUM, F_PROFIT_TAKES, F_PUTS_SOLD,
@@ -99,12 +102,33 @@ def mark(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt):
         if sh != 0.0:
             eq += sh * spot[p, t, u]
     for i in range(cnt[C_OPEN]):
-        ms, ml = pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold)
+        ms, ml = cached_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold)
         c100 = 100.0 * pos_f[i, PF_C]
         eq -= ms * c100
         if pos_i[i, PI_KIND] == OPT_SPREAD:
             eq += ml * c100
     return eq
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def pos_mids_fn(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold):
+    """`pos_mids` as a call (rare events), so its body is compiled once, not at every site."""
+    return pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold)
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def cached_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold):
+    """Position i's mids at step t from its cache (the step loop prices every open position
+    once per step); priced by a call when the cache is stale."""
+    if pos_i[i, PI_MID_T] == t:
+        return pos_f[i, PF_MID_S], pos_f[i, PF_MID_L]
+    return pos_mids_fn(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold)
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def mark_fn(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt):
+    """`mark` as a call (rare events)."""
+    return mark(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
@@ -118,6 +142,12 @@ def reserved_cash(pos_i, pos_f, cnt):
         elif k == OPT_SPREAD:
             res += (pos_f[i, PF_KS] - pos_f[i, PF_KL]) * 100.0 * pos_f[i, PF_C]
     return res
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def reserved_fn(pos_i, pos_f, cnt):
+    """`reserved_cash` as a call (entries, withdrawals)."""
+    return reserved_cash(pos_i, pos_f, cnt)
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -186,7 +216,7 @@ def log_event(t, act, u, kind, strike, exp, c, price, iv,
     log[row, L_SPOT] = spot[p, t, u] if u >= 0 else math.nan
     log[row, L_IV] = iv
     log[row, L_CASH] = st[ST_CASH]
-    log[row, L_EQUITY] = mark(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
+    log[row, L_EQUITY] = mark_fn(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
     cnt[C_LOG] = row + 1
 
 
@@ -291,7 +321,7 @@ def assign(t, m, i, early,
     else:
         # a spread's short leg assigned early: shares bought at Ks and sold at S, long leg sold
         intrinsic = k - s
-        ms, ml = pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold)
+        ms, ml = pos_mids_fn(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold)
         fill_l = sell_fill(ml, fp)
         comm = fp[FP_COMM] * c
         st[ST_CASH] -= intrinsic * c100 + fee
@@ -334,12 +364,12 @@ def settle_expiry(t, m, i,
         return
     itm = (s > k) if kind == OPT_CALL else (s < k)
     if itm:
-        assign(t, m, i, False,
+        assign(t, m, i, NO,
                spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log)
         return
     realised = pos_f[i, PF_CREDIT] * 100.0 * c - pos_f[i, PF_OPEN_COST]
     out_path[p, F_EXPIRED] += 1.0
-    book_end(t, m, i, ACT_EXPIRE_WORTHLESS, 0.0, realised, realised,
+    book_end(t, m, i, np.int64(ACT_EXPIRE_WORTHLESS), 0.0, realised, realised,
              spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log)
 
 
@@ -351,7 +381,7 @@ def close_position(t, m, i, why,
     kind = pos_i[i, PI_KIND]
     c = pos_f[i, PF_C]
     c100 = 100.0 * c
-    ms, ml = pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold)
+    ms, ml = pos_mids_fn(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold)
     if kind == OPT_SPREAD:
         debit = buy_fill(ms, fp) - sell_fill(ml, fp)
         comm = fp[FP_COMM] * c * 2.0
@@ -436,15 +466,15 @@ def roll_position(t, m, i,
     else:
         k_new = min(k_rule, ks_old)
         if kind == OPT_SPREAD:
-            kl_new = round_strike_nb(k_new - (ks_old - pos_f[i, PF_KL]), step, False)
+            kl_new = round_strike_nb(k_new - (ks_old - pos_f[i, PF_KL]), step, NO)
             if not (kl_new > 0.0):
                 return False
-    ms_old, ml_old = pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold)
+    ms_old, ml_old = pos_mids_fn(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold)
     ms_new = leg_mid(s, a, k_new, tau, r, q, sk, fl, is_call)
     ml_new = 0.0
     if kind == OPT_SPREAD:
         close_debit = buy_fill(ms_old, fp) - sell_fill(ml_old, fp)
-        ml_new = leg_mid(s, a, kl_new, tau, r, q, sk, fl, False)
+        ml_new = leg_mid(s, a, kl_new, tau, r, q, sk, fl, NO)
         new_credit = sell_fill(ms_new, fp) - buy_fill(ml_new, fp)
         legs = 2.0
     else:
@@ -476,7 +506,7 @@ def roll_position(t, m, i,
     book_sale(new_credit, c, kind, p, m, out_path, out_month)
     if ip[IP_LOG] != 0:
         iv = short_iv(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f)
-        log_event(t, ACT_ROLL, u, kind, k_new, e_new, c, new_credit, iv,
+        log_event(t, np.int64(ACT_ROLL), u, kind, k_new, e_new, c, new_credit, iv,
                   spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
     return True
 
@@ -493,7 +523,7 @@ def manage_position(t, m, i, n,
     left = pos_i[i, PI_EXP] - t
     why = -1
     if sl > 0.0 or pt > 0.0:
-        ms, ml = pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold)
+        ms, ml = cached_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold)
         mid = ms - ml
         credit = pos_f[i, PF_CREDIT]
         if sl > 0.0 and mid >= sl * credit:
