@@ -193,7 +193,7 @@ def write_parquet(df: pd.DataFrame, path: str | Path, meta: dict) -> None:
     table = pa.Table.from_pandas(df, preserve_index=False)
     md = dict(table.schema.metadata or {})
     md[METADATA_KEY] = json.dumps(meta, default=_json_default).encode("utf-8")
-    pq.write_table(table.replace_schema_metadata(md), path)
+    pq.write_table(table.replace_schema_metadata(md), path, compression="zstd")
 
 
 def read_provenance(path: str | Path) -> dict:
