@@ -3,7 +3,6 @@ parameter errors. (Kernel-vs-reference and hand-made path tests live elsewhere.)
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import tomllib
 from collections import defaultdict

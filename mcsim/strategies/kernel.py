@@ -19,7 +19,7 @@ from numba import njit
 from mcsim.pricing import round_strike_nb
 
 from .codes import (
-    NO, NONE, YES,
+    HIV_OFF, IP_HIV_MODE, NO, NONE, YES,
     ACT_END, ACT_OPEN_SPREAD, ACT_SELL_CALL, ACT_SELL_PUT, ACT_WITHDRAW, C_LOG, C_OPEN,
     F_CAPITAL_USED, F_DAYS_SHARES, F_DD_DAYS, F_EQ0, F_FINAL, F_FIRST_SHORTFALL, F_MAX_DD,
     F_MIN_EQ, F_SHORTFALLS, F_WITHDRAWN, FP_COMM, FP_EA_TV, FP_ER, FP_INITIAL, FP_PF,
@@ -27,7 +27,7 @@ from .codes import (
     H_LOG_T, H_SHARES, IP_CAP, IP_CLOSE_DTE_ON, IP_EARLY, IP_ENTRY_EVERY, IP_INTEGER, IP_KIND, IP_LOG,
     IP_MAX_OPEN, IP_MONTH, IP_N_MONTHS, IP_N_STEPS, IP_N_SU, IP_ROLL_WHEN, IP_SPY, IP_SU0,
     IP_WIDTH_MODE, KIND_BUY_HOLD, KIND_SPREAD, KIND_WHEEL, M_EQ_END, M_EQ_START, M_SHORTFALL,
-    M_WITHDRAWN, MIN_CONTRACTS, N_C, N_H, N_PF, N_PI, N_ST, OPT_CALL, OPT_PUT, OPT_SPREAD, PF_C, PF_KL, PF_KS,
+    M_WITHDRAWN, MIN_CONTRACTS, N_C, N_H, N_PF, N_PI, N_ST, OPT_CALL, OPT_PUT, OPT_SPREAD, PF_KS,
     PI_EXP, PI_KIND, PI_U, ROLL_OFF, ST_CASH, U_DIV, U_EQDT, U_EQDT1, U_EVERY, U_FLOOR, U_SKEW0,
     U_STEP, WIDTH_ABS,
 )
@@ -48,7 +48,7 @@ from .positions import (
 @njit(cache=True, nogil=True, _nrt=False)
 def _entry_terms(t, u, is_call, spot, atm, reg, p, ip, fp, uf):
     """(expiry step, tau years, rule strike $) of a new option on u at step t (high IV applied)."""
-    active = high_iv_active(t, u, atm, p, ip, fp)
+    active = ip[IP_HIV_MODE] != HIV_OFF and high_iv_active(t, u, atm, p, ip, fp)
     mode, value, dte = entry_rule(is_call, active, ip, fp)
     e = nearest_expiry(t + dte, t, int(uf[u, U_EVERY]))
     tau = (e - t) / ip[IP_SPY]
@@ -186,12 +186,6 @@ def _want(u, ip, pos_i, hold, cnt):
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _want_fn(u, ip, pos_i, hold, cnt):
-    """`_want` as a call (inside `_entries`)."""
-    return _want(u, ip, pos_i, hold, cnt)
-
-
-@njit(cache=True, nogil=True, _nrt=False)
 def _entries(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
     """Step 5: new positions per underlying in strategy order, sized on the equity marked now.
 
@@ -200,14 +194,14 @@ def _entries(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, o
     n_su = ip[IP_N_SU]
     sized = False
     for j in range(n_su):
-        if _want_fn(ip[IP_SU0 + j], ip, pos_i, hold, cnt) == 1:
+        if _want(ip[IP_SU0 + j], ip, pos_i, hold, cnt) == 1:
             sized = True
     equity = math.nan
     if sized:
-        equity = mark_fn(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
+        equity = mark(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
     for j in range(n_su):
         u = ip[IP_SU0 + j]
-        w = _want_fn(u, ip, pos_i, hold, cnt)
+        w = _want(u, ip, pos_i, hold, cnt)
         if w == 1:
             if ip[IP_KIND] == KIND_SPREAD:
                 _open_spread(t, m, u, equity, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold,
@@ -282,8 +276,9 @@ def _withdraw(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, 
         out_month[p, m, M_SHORTFALL] = 1.0
         if out_path[p, F_FIRST_SHORTFALL] < 0.0:
             out_path[p, F_FIRST_SHORTFALL] = m
-    log_event(t, np.int64(ACT_WITHDRAW), NONE, NONE, math.nan, NONE, 0.0, pay, math.nan,
-              spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
+    if ip[IP_LOG] != 0:
+        log_event(t, np.int64(ACT_WITHDRAW), NONE, NONE, math.nan, NONE, 0.0, pay, math.nan,
+                  spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -406,10 +401,10 @@ def run_path(p, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_pat
             out_path[p, F_EQ0] = eq
         if eq > peak:
             peak = eq
-        dd = eq / peak - 1.0
-        if dd < max_dd:
-            max_dd = dd
         if eq < peak:
+            dd = eq / peak - 1.0
+            if dd < max_dd:
+                max_dd = dd
             run += 1
             if run > max_run:
                 max_run = run
@@ -440,8 +435,9 @@ def run_path(p, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_pat
                 out_month[p, m + 1, M_EQ_START] = eq
         if t == n:
             out_month[p, n_months - 1, M_EQ_END] = eq
-    log_event(n, np.int64(ACT_END), NONE, NONE, math.nan, NONE, 0.0, eq, math.nan,
-              spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
+    if ip[IP_LOG] != 0:
+        log_event(n, np.int64(ACT_END), NONE, NONE, math.nan, NONE, 0.0, eq, math.nan,
+                  spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
     out_path[p, F_FINAL] = eq
     out_path[p, F_MIN_EQ] = min_eq
     out_path[p, F_MAX_DD] = max_dd

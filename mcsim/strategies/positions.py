@@ -25,7 +25,7 @@ from numba import njit
 from mcsim.pricing import round_strike_nb
 
 from .codes import (
-    NO, NONE, YES,
+    HIV_OFF, IP_HIV_MODE, NO,
     ACT_ASSIGNED, ACT_BUY_TO_CLOSE, ACT_CALLED_AWAY, ACT_CLOSE_SPREAD, ACT_EARLY_ASSIGNED,
     ACT_EXPIRE_WORTHLESS, ACT_ROLL, C_LOG, C_OPEN, F_ASSIGNMENTS, F_CALLED_AWAY, F_CALLS_SOLD,
     F_CLOSES, F_EARLY, F_EXPIRED, F_LOST, F_OPTIONS_SOLD, F_PREMIUM, F_PROFIT_TAKES, F_PUTS_SOLD,
@@ -184,7 +184,7 @@ def add_position(pos_i, pos_f, cnt, u, kind, exp, ks, kl, c, credit, open_cost, 
     cnt[C_OPEN] = i + 1
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def remove_position(pos_i, pos_f, cnt, i):
     """Drop slot i, keeping the order of the others."""
     n = cnt[C_OPEN]
@@ -253,7 +253,7 @@ def book_trade(pnl, p, out_path):
         out_path[p, F_SUM_LOSS] += pnl
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def book_end(t, m, i, act, price, realised, trade,
              spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
     """Book an ending position i (realised P&L, trade P&L), drop it and log `act`."""
@@ -268,8 +268,9 @@ def book_end(t, m, i, act, price, realised, trade,
     book_realised(realised, p, m, out_path, out_month)
     book_trade(trade, p, out_path)
     remove_position(pos_i, pos_f, cnt, i)
-    log_event(t, act, u, kind, k, exp, c, price, iv,
-              spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
+    if ip[IP_LOG] != 0:
+        log_event(t, act, u, kind, k, exp, c, price, iv,
+                  spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
 
 
 # ------------------------------------------------------------------------------------------
@@ -455,7 +456,7 @@ def roll_position(t, m, i,
     r = fp[FP_RATE]
     e_new = nearest_expiry(e_old + ip[IP_ROLL_OUT], e_old, int(uf[u, U_EVERY]))
     tau = (e_new - t) / ip[IP_SPY]
-    active = high_iv_active(t, u, atm, p, ip, fp)
+    active = ip[IP_HIV_MODE] != HIV_OFF and high_iv_active(t, u, atm, p, ip, fp)
     mode, value, dte = entry_rule(is_call, active, ip, fp)
     k_rule = rule_strike(s, a, tau, r, q, sk, fl, step, mode, value, is_call)
     if not (k_rule > 0.0):
