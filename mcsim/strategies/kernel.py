@@ -45,7 +45,7 @@ from .positions import (
 # entries
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _entry_terms(t, u, is_call, spot, atm, reg, p, ip, fp, uf):
     """(expiry step, tau years, rule strike $) of a new option on u at step t (high IV applied)."""
     active = ip[IP_HIV_MODE] != HIV_OFF and high_iv_active(t, u, atm, p, ip, fp)
@@ -57,7 +57,7 @@ def _entry_terms(t, u, is_call, spot, atm, reg, p, ip, fp, uf):
     return e, tau, k
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _sell_put(t, m, u, equity,
               spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
     """Cash-secured put on u (wheel, put_write), sized on `equity` ($), capped by free cash."""
@@ -77,7 +77,7 @@ def _sell_put(t, m, u, equity,
         return
     integer = ip[IP_INTEGER] != 0
     c = floor_if(fp[FP_PF] * equity / (k * 100.0), integer)
-    free = st[ST_CASH] - reserved_fn(pos_i, pos_f, cnt)
+    free = st[ST_CASH] - reserved_cash(pos_i, pos_f, cnt)
     den = k * 100.0 - fill * 100.0 + comm
     if den > 0.0:
         c = min(c, floor_if(free / den, integer))
@@ -94,7 +94,7 @@ def _sell_put(t, m, u, equity,
                   spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _sell_call(t, m, u,
                spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
     """Covered call on all shares of u, strike >= the min_strike level's grid strike."""
@@ -126,7 +126,7 @@ def _sell_call(t, m, u,
                   spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _open_spread(t, m, u, equity,
                  spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
     """One bull put spread on u: max loss (Ks - Kl - credit) x 100 per contract sized on equity."""
@@ -152,7 +152,7 @@ def _open_spread(t, m, u, equity,
     integer = ip[IP_INTEGER] != 0
     risk = (ks - kl - credit) * 100.0
     c = floor_if(fp[FP_PF] * equity / risk, integer)
-    free = st[ST_CASH] - reserved_fn(pos_i, pos_f, cnt)
+    free = st[ST_CASH] - reserved_cash(pos_i, pos_f, cnt)
     c = min(c, floor_if(free / (risk + 2.0 * comm), integer))
     if not (c >= MIN_CONTRACTS):
         return
@@ -266,7 +266,7 @@ def _withdraw(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, 
                 hold[u, H_SHARES] -= sold
             book_realised(gain, p, m, out_path, out_month)
     else:
-        free = st[ST_CASH] - reserved_fn(pos_i, pos_f, cnt)
+        free = st[ST_CASH] - reserved_cash(pos_i, pos_f, cnt)
         pay = min(amount, max(free, 0.0))
         st[ST_CASH] -= pay
     out_path[p, F_WITHDRAWN] += pay

@@ -25,11 +25,11 @@ _INV_SQRT2 = 0.7071067811865475244008443621048490
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
-def _fused_leg(k, log_k, lf, sqt, a, a_sqt, skew, floor, df_r, sdf_q, is_call):
+def _fused_leg(k, log_k, lf, sqt, a, inv_a_sqt, skew, floor, df_r, sdf_q, is_call):
     """One leg of `pair_from_terms`: strike k ($), log_k = ln k, lf = ln F (F the forward)."""
     lfk = lf - log_k
     if a > 0.0:
-        iv = max(floor, a * (1.0 + skew * (lfk / a_sqt)))
+        iv = max(floor, a * (1.0 + skew * (lfk * inv_a_sqt)))
     else:
         iv = max(floor, a)
     sd = iv * sqt
@@ -50,11 +50,11 @@ def pair_from_terms(s, a, k1, log_k1, k2, log_k2, sqt, df_r, df_q, lf, skew, flo
     """Mids ($/share) of strikes k1 and (when `two`) k2 from shared terms: sqt = sqrt(tau),
     df_r = exp(-r tau), df_q = exp(-q tau), lf = ln S + (r - q) tau; tau > 0 (years)."""
     sdf_q = s * df_q
-    a_sqt = a * sqt
-    m1 = _fused_leg(k1, log_k1, lf, sqt, a, a_sqt, skew, floor, df_r, sdf_q, is_call)
+    inv_a_sqt = 1.0 / (a * sqt) if a > 0.0 else 0.0
+    m1 = _fused_leg(k1, log_k1, lf, sqt, a, inv_a_sqt, skew, floor, df_r, sdf_q, is_call)
     m2 = 0.0
     if two:
-        m2 = _fused_leg(k2, log_k2, lf, sqt, a, a_sqt, skew, floor, df_r, sdf_q, is_call)
+        m2 = _fused_leg(k2, log_k2, lf, sqt, a, inv_a_sqt, skew, floor, df_r, sdf_q, is_call)
     return m1, m2
 
 
@@ -96,21 +96,21 @@ def leg_abs_delta(s, a, k, tau, rate, div, skew, floor, is_call):
     return abs(bs_delta_nb(s, k, tau, rate, div, iv, is_call))
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def sell_fill(mid, fp):
     """Selling fill per share: mid - slip, floored at 0 (slip = per-share + pct x mid)."""
     slip = fp[FP_SLIP] + fp[FP_SLIP_PCT] * mid
     return max(mid - slip, 0.0)
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def buy_fill(mid, fp):
     """Buying fill per share: mid + slip."""
     slip = fp[FP_SLIP] + fp[FP_SLIP_PCT] * mid
     return mid + slip
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def nearest_expiry(target, after, every):
     """Listed expiry step (multiples k*every, k >= 1) > after nearest target; ties to the later."""
     lo = (target // every) * every
@@ -178,7 +178,7 @@ def high_iv_active(t, u, atm, p, ip, fp):
     return rank > fp[FP_HIV_THR]
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def entry_rule(is_call, active, ip, fp):
     """(mode, value, dte steps) of the put (or short put) / covered-call rule, high IV applied."""
     if is_call:
@@ -200,7 +200,7 @@ def entry_rule(is_call, active, ip, fp):
     return mode, value, dte
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def floor_if(x, integer):
     """np.floor(x) under integer sizing, x otherwise."""
     if integer:

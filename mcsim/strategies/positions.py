@@ -163,7 +163,7 @@ def short_iv(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f):
 # slots, log, books
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def add_position(pos_i, pos_f, cnt, u, kind, exp, ks, kl, c, credit, open_cost, t, mid_s, mid_l):
     """Append an open position (opening order is position order); mids cached for step t."""
     i = cnt[C_OPEN]
@@ -374,7 +374,7 @@ def settle_expiry(t, m, i,
              spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log)
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def close_position(t, m, i, why,
                    spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
     """Buy back position i at its fill (spread: short at mid + slip, long sold at its fill)."""
