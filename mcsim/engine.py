@@ -208,7 +208,7 @@ class _Plan:
             cols[k] = o[:, f].copy()
         for k, f in _COUNTS.items():
             cols[k] = o[:, f].astype(np.int64)
-        return pd.DataFrame({k: cols[k] for k in PER_PATH_COLUMNS})
+        return pd.DataFrame({k: cols[k] for k in PER_PATH_COLUMNS}, copy=False)
 
     def _monthly_frame(self, first_path):
         n_s, P, nm = len(self.names), self.n_paths, self.n_months
@@ -222,7 +222,7 @@ class _Plan:
             "shortfall": self.m_short,
             "partial": partial,
         }
-        return pd.DataFrame({k: cols[k] for k in MONTHLY_COLUMNS})
+        return pd.DataFrame({k: cols[k] for k in MONTHLY_COLUMNS}, copy=False)
 
 
 def _with_steps(kp: KernelParams, n_steps: int, n_months: int) -> KernelParams:
