@@ -210,7 +210,8 @@ H_PRICE = 1           # purchase price (wheel) or average cost (buy-and-hold), $
 H_CYCLE = 2           # wheel cycle premium, $ per share
 H_LOG_S = 3           # ln S[t, u] cached for step H_LOG_T
 H_LOG_T = 4
-N_H = 5
+H_CALL_FAILED = 5     # 1 after a covered call could not be sold (the retry may pre-screen)
+N_H = 6
 
 # scalar state st[ST_*] (float) and cnt[C_*] (int)
 ST_CASH = 0

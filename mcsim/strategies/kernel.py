@@ -24,7 +24,7 @@ from .codes import (
     F_CAPITAL_USED, F_DAYS_SHARES, F_DD_DAYS, F_EQ0, F_FINAL, F_FIRST_SHORTFALL, F_MAX_DD,
     F_MIN_EQ, F_SHORTFALLS, F_WITHDRAWN, FP_COMM, FP_EA_TV, FP_ER, FP_INITIAL, FP_PF,
     FP_PROFIT_TAKE, FP_RATE, FP_STOP_LOSS, FP_WD, FP_WD_PCT, FP_WIDTH, H_CYCLE, H_PRICE,
-    H_LOG_T, H_SHARES, IP_CAP, IP_CLOSE_DTE_ON, IP_EARLY, IP_ENTRY_EVERY, IP_INTEGER, IP_KIND, IP_LOG,
+    H_CALL_FAILED, H_LOG_T, H_SHARES, IP_CAP, IP_CLOSE_DTE_ON, IP_EARLY, IP_ENTRY_EVERY, IP_INTEGER, IP_KIND, IP_LOG,
     IP_MAX_OPEN, IP_MONTH, IP_N_MONTHS, IP_N_STEPS, IP_N_SU, IP_ROLL_WHEN, IP_SPY, IP_SU0,
     IP_WIDTH_MODE, KIND_BUY_HOLD, KIND_SPREAD, KIND_WHEEL, M_EQ_END, M_EQ_START, M_SHORTFALL,
     M_WITHDRAWN, MIN_CONTRACTS, N_C, N_H, N_PF, N_PI, N_ST, OPT_CALL, OPT_PUT, OPT_SPREAD, PF_KS,
@@ -32,7 +32,7 @@ from .codes import (
     U_STEP, WIDTH_ABS,
 )
 from .options_nb import (
-    buy_fill, entry_rule, floor_if, high_iv_active, leg_iv, leg_mid, min_strike_grid,
+    buy_fill, entry_rule, floor_if, grid_at_or_above, high_iv_active, leg_iv, leg_mid, min_strike_grid,
     nearest_expiry, rule_strike, sell_fill,
 )
 from .positions import (
@@ -43,6 +43,15 @@ from .positions import (
 
 # ------------------------------------------------------------------------------------------
 # entries
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def _entry_expiry(t, u, is_call, atm, p, ip, fp, uf):
+    """(expiry step, tau years) of a new option on u at step t (high IV applied)."""
+    active = ip[IP_HIV_MODE] != HIV_OFF and high_iv_active(t, u, atm, p, ip, fp)
+    mode, value, dte = entry_rule(is_call, active, ip, fp)
+    e = nearest_expiry(t + dte, t, int(uf[u, U_EVERY]))
+    return e, (e - t) / ip[IP_SPY]
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
@@ -101,21 +110,34 @@ def _sell_call(t, m, u,
     c = floor_if(hold[u, H_SHARES] / 100.0, ip[IP_INTEGER] != 0)
     if not (c >= MIN_CONTRACTS):
         return
-    e, tau, k = _entry_terms(t, u, YES, spot, atm, reg, p, ip, fp, uf)
-    if not (k > 0.0):
-        return
-    k = min_strike_grid(k, min_strike_level(u, ip, hold), uf[u, U_STEP])
     s = spot[p, t, u]
     a = atm[p, t, u]
     r = fp[FP_RATE]
     q = uf[u, U_DIV]
     sk = uf[u, U_SKEW0 + reg[p, t]]
     fl = uf[u, U_FLOOR]
+    comm = fp[FP_COMM]
+    level = min_strike_level(u, ip, hold)
+    if hold[u, H_CALL_FAILED] != 0.0 and level == level and sk >= 0.0:
+        # Retry after a failed sale: with skew >= 0 the call's mid falls as the strike rises, so
+        # if a call at the floor strike cannot be sold, neither can the one at max(K_rule, floor).
+        # Same decision as the full rule below, without solving for the delta strike.
+        k_floor = grid_at_or_above(level, uf[u, U_STEP])
+        if k_floor > 0.0:
+            e, tau = _entry_expiry(t, u, YES, atm, p, ip, fp, uf)
+            mid_floor = leg_mid(s, a, k_floor, tau, r, q, sk, fl, YES)
+            if not (sell_fill(mid_floor, fp) * 100.0 * c - comm * c > 0.0):
+                return
+    hold[u, H_CALL_FAILED] = 1.0
+    e, tau, k = _entry_terms(t, u, YES, spot, atm, reg, p, ip, fp, uf)
+    if not (k > 0.0):
+        return
+    k = min_strike_grid(k, level, uf[u, U_STEP])
     mid = leg_mid(s, a, k, tau, r, q, sk, fl, YES)
     fill = sell_fill(mid, fp)
-    comm = fp[FP_COMM]
     if not (fill * 100.0 * c - comm * c > 0.0):
         return
+    hold[u, H_CALL_FAILED] = 0.0
     st[ST_CASH] += fill * 100.0 * c - comm * c
     add_position(pos_i, pos_f, cnt, u, np.int64(OPT_CALL), e, k, math.nan, c, fill, comm * c, t, mid, 0.0)
     hold[u, H_CYCLE] += fill
