@@ -31,6 +31,7 @@ from mcsim.scenario import StrategyRules, calendar_days_to_steps
 __all__ = ["run_reference", "Position", "PathRun", "PER_PATH_FIELDS", "MONTHLY_FIELDS", "LOG_FIELDS"]
 
 SHARES_PER_CONTRACT = 100.0
+MIN_CONTRACTS = 1e-6  # a new position smaller than this is no trade (semantics: fractional minimum)
 
 PER_PATH_FIELDS = (
     "final_equity", "total_return", "cagr", "ann_vol", "sharpe", "sortino", "max_drawdown",
@@ -614,7 +615,7 @@ class PathRun:
             c = math.floor(c)
             cap = math.floor(cap)
         c = min(c, cap)
-        if c <= 0:
+        if not c >= MIN_CONTRACTS:  # includes c <= 0: fewer than 1e-6 contracts is no trade
             return
         self.cash += fill * SHARES_PER_CONTRACT * c - commission * c
         self.positions.append(Position(u, "put", K, math.nan, expiry, float(c), fill, 0, commission * c))
@@ -637,7 +638,7 @@ class PathRun:
         c = self.shares[u] / SHARES_PER_CONTRACT
         if self.integer_sizing():
             c = math.floor(c)
-        if c <= 0:
+        if not c >= MIN_CONTRACTS:  # includes c <= 0: fewer than 1e-6 contracts is no trade
             return
         fill = self.sell_fill(self.option_mid(u, K, expiry, True))
         commission = self.costs.commission_per_contract * c
@@ -673,7 +674,7 @@ class PathRun:
             c = math.floor(c)
             cap = math.floor(cap)
         c = min(c, cap)
-        if c <= 0:
+        if not c >= MIN_CONTRACTS:  # includes c <= 0: fewer than 1e-6 contracts is no trade
             return
         self.cash += credit * SHARES_PER_CONTRACT * c - 2 * commission * c
         self.positions.append(Position(u, "spread", Ks, Kl, expiry, float(c), credit, 0, 2 * commission * c))

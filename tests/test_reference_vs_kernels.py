@@ -560,13 +560,10 @@ def _dust_case() -> dict:
 
 
 @needs_engine
-@pytest.mark.xfail(strict=False, reason="text ambiguity: fractional contracts have no minimum size; "
-                   "a spread sized on a free cash that is 0 but for rounding (~1e-10 $) opens with "
-                   "~1e-12 contracts in the kernel and not in the reference, then blocks max_open")
 def test_fractional_dust_ambiguity():
-    """Path 1, step 63: after BBB's spread takes all free cash, the reference finds free cash
-    exactly 0.0 for AAA (no trade); the kernel opens 2.45e-12 contracts of a 77/76.5 spread, which
-    then fills AAA's one max_open slot until step 84 (final equity differs by ~$51)."""
+    """Path 1, step 63: after BBB's spread takes all free cash, AAA's free cash is 0 but for
+    rounding (~1e-10 $). Before the fractional minimum (1e-6 contracts, docs/semantics.md) one
+    implementation opened ~1e-12 contracts there and the other nothing; now both agree."""
     raw = _dust_case()
     scenario = parse_scenario(raw)
     market = mcsim.simulate_market(scenario, n_paths=2, seed=scenario.run.seed)
