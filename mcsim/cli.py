@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import inspect
 import itertools
 import math
 import os
@@ -231,16 +230,7 @@ def _simulate(scenario, args, label: str = ""):
     kwargs = {"n_paths": n, "seed": scenario.run.seed, "chunk_paths": chunk}
     show = not getattr(args, "quiet", False) and sys.stderr.isatty()
     bar = _Progress(n, chunk, show, label)
-    try:
-        params = inspect.signature(simulate).parameters
-    except (TypeError, ValueError):
-        params = {}
-    if show and "progress" in params:
-        kwargs["progress"] = bar
-    elif show:  # an engine without a progress callback: say what is running
-        sys.stderr.write(f"{label}simulating {n:,} paths x {scenario.run.n_steps} steps in chunks of {chunk:,} ...")
-        sys.stderr.flush()
-        bar.shown = True
+    kwargs["progress"] = bar
     try:
         return simulate(scenario, **kwargs)
     finally:

@@ -13,6 +13,7 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -258,7 +259,8 @@ def _return_stats(ret: np.ndarray, rf: float) -> np.ndarray:
 
 
 def simulate(scenario: Scenario, n_paths: int | None = None, seed: int | None = None,
-             chunk_paths: int | None = None, threads: int | None = None) -> Result:
+             chunk_paths: int | None = None, threads: int | None = None,
+             progress: Callable[[int, int], None] | None = None) -> Result:
     """Simulate every strategy of `scenario` (plus buy_and_hold and cash) on n_paths paths.
 
     Parameters
@@ -269,6 +271,8 @@ def simulate(scenario: Scenario, n_paths: int | None = None, seed: int | None = 
         chunk_paths or threads (bit-identical).
     threads : int, optional
         Worker threads (default: numba's thread count).
+    progress : callable, optional
+        Called as ``progress(paths_done, n_paths)`` after each chunk (the CLI's progress bar).
     """
     run = scenario.run
     n_paths = int(run.paths if n_paths is None else n_paths)
@@ -289,6 +293,8 @@ def simulate(scenario: Scenario, n_paths: int | None = None, seed: int | None = 
             take = min(chunk, n_paths - first)
             spot, iv, reg = generate_market(params, seed, first, take, out=buf, threads=plan.threads)
             plan.run_chunk(first, spot, iv, reg, pool)
+            if progress is not None:
+                progress(first + take, n_paths)
     finally:
         if pool is not None:
             pool.shutdown()

@@ -238,3 +238,16 @@ def test_bad_width_to_kernel(short_scenario):
     sc = dataclasses.replace(short_scenario, strategies=(bad,))
     with pytest.raises(ScenarioError, match=r"strategies\.put_spread_45d\.width"):
         mcsim.simulate(sc, n_paths=2)
+
+
+def test_progress_callback_reports_every_chunk(tmp_path):
+    """simulate(progress=...) is called once per chunk with (paths done, total), ending at total."""
+    p = tmp_path / "s.toml"
+    p.write_text(
+        '[run]\nhorizon_years = 0.1\n[[underlyings]]\nname = "A"\nspot = 100.0\nvolatility = 0.2\n'
+        '[[strategies]]\nname = "w"\nkind = "wheel"\n'
+    )
+    calls = []
+    mcsim.simulate(mcsim.load_scenario(p), n_paths=250, seed=1, chunk_paths=100,
+                   progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(100, 250), (200, 250), (250, 250)]
