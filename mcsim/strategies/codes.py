@@ -95,8 +95,9 @@ IP_TAB_SQT = 29       # uf[u, ip[IP_TAB_SQT] + k] = sqrt(k / spy)
 IP_TAB_DFR = 30       # exp(-r k / spy)
 IP_TAB_DFQ = 31       # exp(-q_u k / spy)
 IP_TAB_DRIFT = 32     # (r - q_u) k / spy
-IP_SU0 = 33           # ip[IP_SU0 + j]: market index of the strategy's j-th underlying
-N_IP = 33             # fixed part; ip has N_IP + n_su entries
+IP_TAB_ISQT = 33      # 1 / sqrt(k / spy) (0 at k = 0)
+IP_SU0 = 34           # ip[IP_SU0 + j]: market index of the strategy's j-th underlying
+N_IP = 34             # fixed part; ip has N_IP + n_su entries
 
 # fp: float parameters
 FP_PUT_VAL = 0        # delta (absolute) or otm_pct

@@ -32,11 +32,11 @@ from .codes import (
     U_STEP, WIDTH_ABS,
 )
 from .options_nb import (
-    buy_fill, entry_rule, floor_if, grid_at_or_above, high_iv_active, leg_iv, leg_mid, min_strike_grid,
+    buy_fill, entry_rule, floor_if, grid_at_or_above, high_iv_active, leg_iv, min_strike_grid,
     nearest_expiry, rule_strike, sell_fill,
 )
 from .positions import (
-    add_position, assign, book_realised, book_sale, log_event, manage_position, mark, mark_fn,
+    add_position, assign, book_realised, trade_mids, book_sale, log_event, manage_position, mark, mark_fn,
     cached_mids, min_strike_level, pos_mids, reserved_cash, reserved_fn, settle_expiry,
 )
 
@@ -79,7 +79,8 @@ def _sell_put(t, m, u, equity,
     q = uf[u, U_DIV]
     sk = uf[u, U_SKEW0 + reg[p, t]]
     fl = uf[u, U_FLOOR]
-    mid = leg_mid(s, a, k, tau, r, q, sk, fl, NO)
+    log_k = math.log(k)
+    mid, _ = trade_mids(t, u, e, k, log_k, math.nan, 0.0, NO, NO, spot, atm, reg, p, ip, fp, uf, hold)
     fill = sell_fill(mid, fp)
     comm = fp[FP_COMM]
     if fill * 100.0 - comm <= 0.0:
@@ -93,7 +94,8 @@ def _sell_put(t, m, u, equity,
     if not (c >= MIN_CONTRACTS):
         return
     st[ST_CASH] += fill * 100.0 * c - comm * c
-    add_position(pos_i, pos_f, cnt, u, np.int64(OPT_PUT), e, k, math.nan, c, fill, comm * c, t, mid, 0.0)
+    add_position(pos_i, pos_f, cnt, u, np.int64(OPT_PUT), e, k, log_k, math.nan, 0.0, c, fill, comm * c,
+                 t, mid, 0.0)
     if ip[IP_KIND] == KIND_WHEEL:
         hold[u, H_CYCLE] = fill
     book_sale(fill, c, np.int64(OPT_PUT), p, m, out_path, out_month)
@@ -125,7 +127,8 @@ def _sell_call(t, m, u,
         k_floor = grid_at_or_above(level, uf[u, U_STEP])
         if k_floor > 0.0:
             e, tau = _entry_expiry(t, u, YES, atm, p, ip, fp, uf)
-            mid_floor = leg_mid(s, a, k_floor, tau, r, q, sk, fl, YES)
+            mid_floor, _ = trade_mids(t, u, e, k_floor, math.log(k_floor), math.nan, 0.0, YES, NO,
+                                      spot, atm, reg, p, ip, fp, uf, hold)
             if not (sell_fill(mid_floor, fp) * 100.0 * c - comm * c > 0.0):
                 return
     hold[u, H_CALL_FAILED] = 1.0
@@ -133,13 +136,15 @@ def _sell_call(t, m, u,
     if not (k > 0.0):
         return
     k = min_strike_grid(k, level, uf[u, U_STEP])
-    mid = leg_mid(s, a, k, tau, r, q, sk, fl, YES)
+    log_k = math.log(k)
+    mid, _ = trade_mids(t, u, e, k, log_k, math.nan, 0.0, YES, NO, spot, atm, reg, p, ip, fp, uf, hold)
     fill = sell_fill(mid, fp)
     if not (fill * 100.0 * c - comm * c > 0.0):
         return
     hold[u, H_CALL_FAILED] = 0.0
     st[ST_CASH] += fill * 100.0 * c - comm * c
-    add_position(pos_i, pos_f, cnt, u, np.int64(OPT_CALL), e, k, math.nan, c, fill, comm * c, t, mid, 0.0)
+    add_position(pos_i, pos_f, cnt, u, np.int64(OPT_CALL), e, k, log_k, math.nan, 0.0, c, fill, comm * c,
+                 t, mid, 0.0)
     hold[u, H_CYCLE] += fill
     book_sale(fill, c, np.int64(OPT_CALL), p, m, out_path, out_month)
     if ip[IP_LOG] != 0:
@@ -165,8 +170,9 @@ def _open_spread(t, m, u, equity,
     q = uf[u, U_DIV]
     sk = uf[u, U_SKEW0 + reg[p, t]]
     fl = uf[u, U_FLOOR]
-    ms = leg_mid(s, a, ks, tau, r, q, sk, fl, NO)
-    ml = leg_mid(s, a, kl, tau, r, q, sk, fl, NO)
+    log_ks = math.log(ks)
+    log_kl = math.log(kl)
+    ms, ml = trade_mids(t, u, e, ks, log_ks, kl, log_kl, NO, YES, spot, atm, reg, p, ip, fp, uf, hold)
     credit = sell_fill(ms, fp) - buy_fill(ml, fp)
     if credit <= 0.0 or credit >= ks - kl:
         return
@@ -179,7 +185,8 @@ def _open_spread(t, m, u, equity,
     if not (c >= MIN_CONTRACTS):
         return
     st[ST_CASH] += credit * 100.0 * c - 2.0 * comm * c
-    add_position(pos_i, pos_f, cnt, u, np.int64(OPT_SPREAD), e, ks, kl, c, credit, 2.0 * comm * c, t, ms, ml)
+    add_position(pos_i, pos_f, cnt, u, np.int64(OPT_SPREAD), e, ks, log_ks, kl, log_kl, c, credit,
+                 2.0 * comm * c, t, ms, ml)
     book_sale(credit, c, np.int64(OPT_SPREAD), p, m, out_path, out_month)
     if ip[IP_LOG] != 0:
         iv = leg_iv(s, a, ks, tau, r, q, sk, fl)

@@ -25,11 +25,11 @@ _INV_SQRT2 = 0.7071067811865475244008443621048490
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
-def _fused_leg(k, log_k, lf, sqt, a, inv_a_sqt, skew, floor, df_r, sdf_q, is_call):
+def _fused_leg(k, log_k, lf, sqt, a, sk_isqt, floor, df_r, sdf_q, is_call):
     """One leg of `pair_from_terms`: strike k ($), log_k = ln k, lf = ln F (F the forward)."""
     lfk = lf - log_k
     if a > 0.0:
-        iv = max(floor, a * (1.0 + skew * (lfk * inv_a_sqt)))
+        iv = max(floor, a + sk_isqt * lfk)
     else:
         iv = max(floor, a)
     sd = iv * sqt
@@ -46,15 +46,20 @@ def _fused_leg(k, log_k, lf, sqt, a, inv_a_sqt, skew, floor, df_r, sdf_q, is_cal
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
-def pair_from_terms(s, a, k1, log_k1, k2, log_k2, sqt, df_r, df_q, lf, skew, floor, is_call, two):
+def pair_from_terms(s, a, k1, log_k1, k2, log_k2, sqt, isqt, df_r, df_q, lf, skew, floor, is_call,
+                    two):
     """Mids ($/share) of strikes k1 and (when `two`) k2 from shared terms: sqt = sqrt(tau),
-    df_r = exp(-r tau), df_q = exp(-q tau), lf = ln S + (r - q) tau; tau > 0 (years)."""
+    isqt = 1 / sqt, df_r = exp(-r tau), df_q = exp(-q tau), lf = ln S + (r - q) tau; tau > 0.
+
+    The smile IV is `a + skew ln(F/K) / sqrt(tau)` floored (a > 0), `smile_iv_nb`'s
+    `a (1 + skew ln(F/K) / (a sqrt(tau)))` without its division (equal up to rounding).
+    """
     sdf_q = s * df_q
-    inv_a_sqt = 1.0 / (a * sqt) if a > 0.0 else 0.0
-    m1 = _fused_leg(k1, log_k1, lf, sqt, a, inv_a_sqt, skew, floor, df_r, sdf_q, is_call)
+    sk_isqt = skew * isqt
+    m1 = _fused_leg(k1, log_k1, lf, sqt, a, sk_isqt, floor, df_r, sdf_q, is_call)
     m2 = 0.0
     if two:
-        m2 = _fused_leg(k2, log_k2, lf, sqt, a, inv_a_sqt, skew, floor, df_r, sdf_q, is_call)
+        m2 = _fused_leg(k2, log_k2, lf, sqt, a, sk_isqt, floor, df_r, sdf_q, is_call)
     return m1, m2
 
 
@@ -64,14 +69,15 @@ def pair_mids(s, a, k1, k2, tau, rate, div, skew, floor, is_call, two):
     `smile_iv_nb` and the price of `bs_price_nb`, with the exponentials and roots shared.
 
     Equal to `leg_mid` up to rounding (d1 uses ln(F/K) for ln(S/K) + (r - q) tau); intrinsic at
-    tau <= 0. Used for the daily marks and management; new trades price with `leg_mid`.
+    tau <= 0. The kernels price marks, management and trades with `positions.mids_at`.
     """
     if tau <= 0.0:
         if is_call:
             return max(s - k1, 0.0), max(s - k2, 0.0) if two else 0.0
         return max(k1 - s, 0.0), max(k2 - s, 0.0) if two else 0.0
     lk2 = math.log(k2) if two else 0.0
-    return pair_from_terms(s, a, k1, math.log(k1), k2, lk2, math.sqrt(tau), math.exp(-rate * tau),
+    sqt = math.sqrt(tau)
+    return pair_from_terms(s, a, k1, math.log(k1), k2, lk2, sqt, 1.0 / sqt, math.exp(-rate * tau),
                            math.exp(-div * tau), math.log(s) + (rate - div) * tau, skew, floor,
                            is_call, two)
 

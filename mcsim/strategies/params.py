@@ -190,7 +190,7 @@ def _with_tables(uf: np.ndarray, scenario: Scenario, ip: np.ndarray) -> np.ndarr
 
     L covers every (expiry - step) an open position can have: the longest entry dte (or
     roll_dte + roll_out_days) plus one listed-expiry spacing. Values are computed exactly as the
-    kernel would: tau = k / spy, sqrt(tau), exp(-r tau), exp(-q tau), (r - q) tau.
+    kernel would: tau = k / spy, sqrt(tau), exp(-r tau), exp(-q tau), (r - q) tau, 1 / sqrt(tau).
     """
     run = scenario.run
     spy = run.steps_per_year
@@ -199,13 +199,14 @@ def _with_tables(uf: np.ndarray, scenario: Scenario, ip: np.ndarray) -> np.ndarr
                   int(ip[C.IP_ROLL_DTE]) + int(ip[C.IP_ROLL_OUT]))
     L = longest + every + 2
     n_u, base = uf.shape
-    out = np.zeros((n_u, base + 4 * L))
+    out = np.zeros((n_u, base + 5 * L))
     out[:, :base] = uf
     ip[C.IP_TAB_LEN] = L
     ip[C.IP_TAB_SQT] = base
     ip[C.IP_TAB_DFR] = base + L
     ip[C.IP_TAB_DFQ] = base + 2 * L
     ip[C.IP_TAB_DRIFT] = base + 3 * L
+    ip[C.IP_TAB_ISQT] = base + 4 * L
     r = float(run.risk_free_rate)
     for j, u in enumerate(scenario.underlyings):
         q = float(u.dividend_yield)
@@ -215,6 +216,7 @@ def _with_tables(uf: np.ndarray, scenario: Scenario, ip: np.ndarray) -> np.ndarr
             out[j, base + L + k] = math.exp(-r * tau)
             out[j, base + 2 * L + k] = math.exp(-q * tau)
             out[j, base + 3 * L + k] = (r - q) * tau
+            out[j, base + 4 * L + k] = 1.0 / math.sqrt(tau) if k > 0 else 0.0
     return np.ascontiguousarray(out)
 
 

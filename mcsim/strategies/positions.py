@@ -30,7 +30,7 @@ from .codes import (
     ACT_EXPIRE_WORTHLESS, ACT_ROLL, C_LOG, C_OPEN, F_ASSIGNMENTS, F_CALLED_AWAY, F_CALLS_SOLD,
     F_CLOSES, F_EARLY, F_EXPIRED, F_LOST, F_OPTIONS_SOLD, F_PREMIUM, F_PROFIT_TAKES, F_PUTS_SOLD,
     F_REALISED, F_ROLLS, F_SPREADS_SOLD, F_STOP_LOSSES, F_SUM_LOSS, F_SUM_WIN, F_WON, FP_COMM,
-    FP_FEE, H_LOG_S, H_LOG_T, IP_TAB_DFQ, IP_TAB_DFR, IP_TAB_DRIFT, IP_TAB_LEN, IP_TAB_SQT,
+    FP_FEE, H_LOG_S, H_LOG_T, IP_TAB_DFQ, IP_TAB_DFR, IP_TAB_DRIFT, IP_TAB_ISQT, IP_TAB_LEN, IP_TAB_SQT,
     FP_PROFIT_TAKE, FP_RATE, FP_ROLL_DELTA, FP_STOP_LOSS, H_CYCLE, H_PRICE, H_SHARES,
     IP_CLOSE_DTE, IP_CLOSE_DTE_ON, IP_CLOSE_IF_UNABLE, IP_KIND, IP_LOG, IP_MAX_ROLLS,
     IP_MIN_STRIKE, IP_N_SU, IP_ROLL_CREDIT_ONLY, IP_ROLL_DTE, IP_ROLL_OUT, IP_ROLL_WHEN, IP_SPY,
@@ -41,7 +41,7 @@ from .codes import (
     ST_CASH, U_DIV, U_EVERY, U_FLOOR, U_SKEW0, U_STEP, WHY_CLOSE, WHY_PROFIT, WHY_STOP,
 )
 from .options_nb import (
-    buy_fill, entry_rule, high_iv_active, leg_abs_delta, leg_iv, leg_mid, min_strike_grid,
+    buy_fill, entry_rule, high_iv_active, leg_abs_delta, leg_iv, min_strike_grid,
     nearest_expiry, pair_from_terms, rule_strike, sell_fill,
 )
 
@@ -51,41 +51,55 @@ from .options_nb import (
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
-def pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold):
-    """(short mid, long mid) of position i at step t, $ per share, cached per step.
+def mids_at(t, u, k, ks, log_ks, kl, log_kl, is_call, two, spot, atm, reg, p, ip, fp, uf, hold):
+    """Mids ($/share) of strike ks and (when `two`) kl on u at step t, k = expiry - t steps.
 
-    Open positions are priced with `pair_from_terms` (both legs of a spread share the terms;
-    exponentials and roots come from the strategy's tau tables, ln S is cached per step); a
-    trade's own fills use `leg_mid`, and the mids cached at that trade are those fills' mids.
+    Both legs share the terms: exponentials and roots come from the strategy's tau tables
+    (computed beyond them), ln S is cached per step in `hold`; intrinsic at k <= 0.
     """
-    if pos_i[i, PI_MID_T] == t:
-        return pos_f[i, PF_MID_S], pos_f[i, PF_MID_L]
-    u = pos_i[i, PI_U]
-    kind = pos_i[i, PI_KIND]
-    k = pos_i[i, PI_EXP] - t
     s = spot[p, t, u]
     if k <= 0:
-        ms = max(s - pos_f[i, PF_KS], 0.0) if kind == OPT_CALL else max(pos_f[i, PF_KS] - s, 0.0)
-        ml = max(pos_f[i, PF_KL] - s, 0.0) if kind == OPT_SPREAD else 0.0
+        if is_call:
+            return max(s - ks, 0.0), 0.0
+        return max(ks - s, 0.0), max(kl - s, 0.0) if two else 0.0
+    if hold[u, H_LOG_T] != t:
+        hold[u, H_LOG_S] = math.log(s)
+        hold[u, H_LOG_T] = t
+    if k < ip[IP_TAB_LEN]:
+        sqt = uf[u, ip[IP_TAB_SQT] + k]
+        df_r = uf[u, ip[IP_TAB_DFR] + k]
+        df_q = uf[u, ip[IP_TAB_DFQ] + k]
+        drift = uf[u, ip[IP_TAB_DRIFT] + k]
+        isqt = uf[u, ip[IP_TAB_ISQT] + k]
     else:
-        if hold[u, H_LOG_T] != t:
-            hold[u, H_LOG_S] = math.log(s)
-            hold[u, H_LOG_T] = t
-        if k < ip[IP_TAB_LEN]:
-            sqt = uf[u, ip[IP_TAB_SQT] + k]
-            df_r = uf[u, ip[IP_TAB_DFR] + k]
-            df_q = uf[u, ip[IP_TAB_DFQ] + k]
-            drift = uf[u, ip[IP_TAB_DRIFT] + k]
-        else:
-            tau = k / ip[IP_SPY]
-            sqt = math.sqrt(tau)
-            df_r = math.exp(-fp[FP_RATE] * tau)
-            df_q = math.exp(-uf[u, U_DIV] * tau)
-            drift = (fp[FP_RATE] - uf[u, U_DIV]) * tau
-        ms, ml = pair_from_terms(s, atm[p, t, u], pos_f[i, PF_KS], pos_f[i, PF_LOG_KS],
-                                 pos_f[i, PF_KL], pos_f[i, PF_LOG_KL], sqt, df_r, df_q,
-                                 hold[u, H_LOG_S] + drift, uf[u, U_SKEW0 + reg[p, t]],
-                                 uf[u, U_FLOOR], kind == OPT_CALL, kind == OPT_SPREAD)
+        tau = k / ip[IP_SPY]
+        sqt = math.sqrt(tau)
+        isqt = 1.0 / sqt
+        df_r = math.exp(-fp[FP_RATE] * tau)
+        df_q = math.exp(-uf[u, U_DIV] * tau)
+        drift = (fp[FP_RATE] - uf[u, U_DIV]) * tau
+    return pair_from_terms(s, atm[p, t, u], ks, log_ks, kl, log_kl, sqt, isqt, df_r, df_q,
+                           hold[u, H_LOG_S] + drift, uf[u, U_SKEW0 + reg[p, t]], uf[u, U_FLOOR],
+                           is_call, two)
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def trade_mids(t, u, e, ks, log_ks, kl, log_kl, is_call, two, spot, atm, reg, p, ip, fp, uf, hold):
+    """`mids_at` as a call, for new trades and rolls (expiry step e): a trade prices exactly as
+    the daily marks do, so the mids cached at a trade are its fills' mids."""
+    return mids_at(t, u, e - t, ks, log_ks, kl, log_kl, is_call, two, spot, atm, reg, p, ip, fp,
+                   uf, hold)
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold):
+    """(short mid, long mid) of position i at step t, $ per share, cached per step (`mids_at`)."""
+    if pos_i[i, PI_MID_T] == t:
+        return pos_f[i, PF_MID_S], pos_f[i, PF_MID_L]
+    kind = pos_i[i, PI_KIND]
+    ms, ml = mids_at(t, pos_i[i, PI_U], pos_i[i, PI_EXP] - t, pos_f[i, PF_KS], pos_f[i, PF_LOG_KS],
+                     pos_f[i, PF_KL], pos_f[i, PF_LOG_KL], kind == OPT_CALL, kind == OPT_SPREAD,
+                     spot, atm, reg, p, ip, fp, uf, hold)
     pos_f[i, PF_MID_S] = ms
     pos_f[i, PF_MID_L] = ml
     pos_i[i, PI_MID_T] = t
@@ -164,8 +178,10 @@ def short_iv(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f):
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
-def add_position(pos_i, pos_f, cnt, u, kind, exp, ks, kl, c, credit, open_cost, t, mid_s, mid_l):
-    """Append an open position (opening order is position order); mids cached for step t."""
+def add_position(pos_i, pos_f, cnt, u, kind, exp, ks, log_ks, kl, log_kl, c, credit, open_cost, t,
+                 mid_s, mid_l):
+    """Append an open position (opening order is position order); mids cached for step t;
+    log_ks = ln ks, log_kl = ln kl (0 without a long leg)."""
     i = cnt[C_OPEN]
     pos_i[i, PI_U] = u
     pos_i[i, PI_KIND] = kind
@@ -179,8 +195,8 @@ def add_position(pos_i, pos_f, cnt, u, kind, exp, ks, kl, c, credit, open_cost, 
     pos_f[i, PF_OPEN_COST] = open_cost
     pos_f[i, PF_MID_S] = mid_s
     pos_f[i, PF_MID_L] = mid_l
-    pos_f[i, PF_LOG_KS] = math.log(ks)
-    pos_f[i, PF_LOG_KL] = math.log(kl) if kl == kl else 0.0
+    pos_f[i, PF_LOG_KS] = log_ks
+    pos_f[i, PF_LOG_KL] = log_kl
     cnt[C_OPEN] = i + 1
 
 
@@ -471,11 +487,12 @@ def roll_position(t, m, i,
             if not (kl_new > 0.0):
                 return False
     ms_old, ml_old = pos_mids_fn(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold)
-    ms_new = leg_mid(s, a, k_new, tau, r, q, sk, fl, is_call)
-    ml_new = 0.0
+    log_k_new = math.log(k_new)
+    log_kl_new = math.log(kl_new) if kind == OPT_SPREAD else 0.0
+    ms_new, ml_new = trade_mids(t, u, e_new, k_new, log_k_new, kl_new, log_kl_new, is_call,
+                                kind == OPT_SPREAD, spot, atm, reg, p, ip, fp, uf, hold)
     if kind == OPT_SPREAD:
         close_debit = buy_fill(ms_old, fp) - sell_fill(ml_old, fp)
-        ml_new = leg_mid(s, a, kl_new, tau, r, q, sk, fl, NO)
         new_credit = sell_fill(ms_new, fp) - buy_fill(ml_new, fp)
         legs = 2.0
     else:
@@ -501,8 +518,8 @@ def roll_position(t, m, i,
     pos_f[i, PF_OPEN_COST] = comm_leg
     pos_f[i, PF_MID_S] = ms_new
     pos_f[i, PF_MID_L] = ml_new
-    pos_f[i, PF_LOG_KS] = math.log(k_new)
-    pos_f[i, PF_LOG_KL] = math.log(kl_new) if kl_new == kl_new else 0.0
+    pos_f[i, PF_LOG_KS] = log_k_new
+    pos_f[i, PF_LOG_KL] = log_kl_new
     out_path[p, F_ROLLS] += 1.0
     book_sale(new_credit, c, kind, p, m, out_path, out_month)
     if ip[IP_LOG] != 0:
