@@ -1,6 +1,10 @@
 """mcsim: vectorised Monte Carlo simulation of options-income strategies."""
 
-from .errors import ScenarioError
+from . import _jit_cache
+
+_jit_cache.refresh()  # before any kernel module is imported (see mcsim/_jit_cache.py)
+
+from .errors import ScenarioError  # noqa: E402
 from .scenario import Scenario, load_scenario
 from .market import MarketPaths, simulate_market
 from .engine import Result, replay, run_strategies, simulate
