@@ -10,7 +10,6 @@ steps; money is dollars, option quantities per share.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -20,6 +19,10 @@ from typing import Any, Iterable
 import numpy as np
 
 from .errors import ScenarioError
+from .validation import (
+    Table, bad_value, check_correlation, check_matrix, check_stochastic, fmt_value, is_irreducible,
+    stationary_distribution,
+)
 
 __all__ = [
     "Scenario",
@@ -112,7 +115,7 @@ class Regimes:
 
     def stationary(self) -> np.ndarray:
         """Stationary distribution of the per-step chain."""
-        return _stationary(self.transition_matrix())
+        return stationary_distribution(self.transition_matrix())
 
 
 @dataclass(frozen=True)
@@ -277,7 +280,7 @@ class Scenario:
             if s.name == name:
                 return s
         raise ScenarioError(
-            f"strategy: {_fmt(name)} is not allowed (must be one of {', '.join(s.name for s in self.strategies)})"
+            f"strategy: {fmt_value(name)} is not allowed (must be one of {', '.join(s.name for s in self.strategies)})"
         )
 
     def correlation_array(self) -> np.ndarray:
@@ -300,13 +303,13 @@ def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
     """
     p = Path(path)
     if not p.is_file():
-        raise ScenarioError(f"scenario: {_fmt(str(path))} is not allowed (must be an existing TOML file)")
+        raise ScenarioError(f"scenario: {fmt_value(str(path))} is not allowed (must be an existing TOML file)")
     try:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"scenario: {_fmt(str(path))} is not valid TOML ({_one_line(exc)})") from None
+        raise ScenarioError(f"scenario: {fmt_value(str(path))} is not valid TOML ({_one_line(exc)})") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"scenario: {_fmt(str(path))} cannot be read ({_one_line(exc)})") from None
+        raise ScenarioError(f"scenario: {fmt_value(str(path))} cannot be read ({_one_line(exc)})") from None
     raw = apply_overrides(raw, overrides)
     return parse_scenario(raw, source=str(p))
 
@@ -321,13 +324,13 @@ def apply_overrides(raw: dict, overrides: Iterable[str]) -> dict:
     raw = copy.deepcopy(raw)
     for text in overrides:
         if "=" not in text:
-            raise ScenarioError(f"--set: {_fmt(text)} is not allowed (must be dotted.key=value)")
+            raise ScenarioError(f"--set: {fmt_value(text)} is not allowed (must be dotted.key=value)")
         key, value_text = text.split("=", 1)
         key = key.strip()
         value = _parse_value(value_text.strip())
         parts = key.split(".")
         if not key or any(not p for p in parts):
-            raise ScenarioError(f"--set: {_fmt(text)} is not allowed (must be dotted.key=value)")
+            raise ScenarioError(f"--set: {fmt_value(text)} is not allowed (must be dotted.key=value)")
         node: Any = raw
         i = 0
         trail: list[str] = []
@@ -344,16 +347,16 @@ def apply_overrides(raw: dict, overrides: Iterable[str]) -> dict:
                 i += 2
                 continue
             if not isinstance(node, dict):
-                raise ScenarioError(f"{'.'.join(trail[:-1])}: {_fmt(node)} is not a table; cannot set {key}")
+                raise ScenarioError(f"{'.'.join(trail[:-1])}: {fmt_value(node)} is not a table; cannot set {key}")
             child = node.get(part)
             if child is None:
                 child = node[part] = {}
             elif not isinstance(child, dict):
-                raise ScenarioError(f"{'.'.join(trail)}: {_fmt(child)} is a value, not a table; cannot set {key}")
+                raise ScenarioError(f"{'.'.join(trail)}: {fmt_value(child)} is a value, not a table; cannot set {key}")
             node = child
             i += 1
         if i != len(parts) - 1 or not isinstance(node, dict):
-            raise ScenarioError(f"--set: {_fmt(key)} is not allowed (must name a key, not a table entry)")
+            raise ScenarioError(f"--set: {fmt_value(key)} is not allowed (must name a key, not a table entry)")
         node[parts[-1]] = value
     return raw
 
@@ -380,203 +383,21 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, (dict, list, tuple)):
-        try:
-            return json.dumps(v, default=str)
-        except (TypeError, ValueError):
-            return str(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return repr(v)
-
-
-def _bad(path: str, value: Any, allowed: str) -> ScenarioError:
-    return ScenarioError(f"{path}: {_fmt(value)} is not allowed (must be {allowed})")
-
-
-_REQUIRED = object()
-
-
-class _Table:
-    """Reads one TOML table, checking types and ranges; `finish()` rejects unknown keys."""
-
-    def __init__(self, data: Any, path: str):
-        if not isinstance(data, dict):
-            raise _bad(path or "scenario", data, "a table")
-        self.data = data
-        self.path = path
-        self.known: list[str] = []
-
-    def field(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def has(self, key: str) -> bool:
-        if key not in self.known:
-            self.known.append(key)
-        return key in self.data
-
-    def raw(self, key: str, default: Any = _REQUIRED) -> Any:
-        if not self.has(key):
-            if default is _REQUIRED:
-                raise ScenarioError(f"{self.field(key)}: missing (required)")
-            return default
-        return self.data[key]
-
-    def number(self, key, default=_REQUIRED, *, lo=None, hi=None, lo_open=False, hi_open=False, allowed=None):
-        v = self.raw(key, default)
-        if v is None:
-            return None
-        return _check_number(v, self.field(key), lo, hi, lo_open, hi_open, allowed)
-
-    def integer(self, key, default=_REQUIRED, *, lo=None, hi=None):
-        v = self.raw(key, default)
-        if v is None:
-            return None
-        desc = _range_desc("an integer", lo, hi, False, False)
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise _bad(self.field(key), v, desc)
-        if isinstance(v, float):
-            if not v.is_integer():
-                raise _bad(self.field(key), v, desc)
-            v = int(v)
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise _bad(self.field(key), v, desc)
-        return int(v)
-
-    def string(self, key, default=_REQUIRED, *, choices=None):
-        v = self.raw(key, default)
-        if v is None:
-            return None
-        if not isinstance(v, str) or (choices is not None and v not in choices):
-            allowed = "a string" if choices is None else "one of " + ", ".join(f'"{c}"' for c in choices)
-            raise _bad(self.field(key), v, allowed)
-        return v
-
-    def boolean(self, key, default=_REQUIRED):
-        v = self.raw(key, default)
-        if not isinstance(v, bool):
-            raise _bad(self.field(key), v, "true or false")
-        return v
-
-    def per_regime(self, key, n, default=_REQUIRED, **rng):
-        """A scalar (same in every regime) or a list with one value per regime."""
-        v = self.raw(key, default)
-        f = self.field(key)
-        if isinstance(v, list):
-            if len(v) != n:
-                raise _bad(f, v, f"a number or a list of {n} numbers, one per regime")
-            return tuple(_check_number(x, f, **_rng(rng)) for x in v)
-        return tuple([_check_number(v, f, **_rng(rng))] * n)
-
-    def matrix(self, key, n, default=_REQUIRED):
-        v = self.raw(key, default)
-        return _check_matrix(v, self.field(key), n)
-
-    def finish(self) -> None:
-        for k in self.data:
-            if k not in self.known:
-                allowed = ", ".join(self.known) if self.known else "no keys"
-                raise ScenarioError(f"{self.field(k)}: unknown key (allowed: {allowed})")
-
-
-def _rng(d: dict) -> dict:
-    return {"lo": d.get("lo"), "hi": d.get("hi"), "lo_open": d.get("lo_open", False), "hi_open": d.get("hi_open", False)}
-
-
-def _range_desc(kind, lo, hi, lo_open, hi_open) -> str:
-    if lo is not None and hi is not None:
-        return f"{kind} in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
-    if lo is not None:
-        return f"{kind} {'>' if lo_open else '>='} {lo}"
-    if hi is not None:
-        return f"{kind} {'<' if hi_open else '<='} {hi}"
-    return kind
-
-
-def _check_number(v, path, lo=None, hi=None, lo_open=False, hi_open=False, allowed=None):
-    desc = allowed or _range_desc("a number", lo, hi, lo_open, hi_open)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise _bad(path, v, desc)
-    v = float(v)
-    if lo is not None and (v < lo or (lo_open and v == lo)):
-        raise _bad(path, v, desc)
-    if hi is not None and (v > hi or (hi_open and v == hi)):
-        raise _bad(path, v, desc)
-    return v
-
-
-def _check_matrix(v, path, n) -> tuple[tuple[float, ...], ...]:
-    desc = f"a {n}x{n} matrix of numbers"
-    if not isinstance(v, list) or len(v) != n or any(not isinstance(r, list) or len(r) != n for r in v):
-        raise _bad(path, v, desc)
-    for r in v:
-        for x in r:
-            if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-                raise _bad(path, v, desc)
-    return tuple(tuple(float(x) for x in r) for r in v)
-
-
-def _check_stochastic(m, path, zero_diagonal=False):
-    a = np.array(m)
-    if (a < 0).any() or (a > 1).any():
-        raise _bad(path, [list(r) for r in m], "probabilities in [0, 1]")
-    for i, row in enumerate(a):
-        if abs(row.sum() - 1.0) > 1e-9:
-            raise _bad(f"{path}[{i}]", list(m[i]), "a row that sums to 1 (within 1e-9)")
-        if zero_diagonal and len(a) > 1 and row[i] != 0.0:
-            raise _bad(f"{path}[{i}][{i}]", row[i], "0 (where a regime goes when it ends: not itself)")
-
-
-def _stationary(p: np.ndarray) -> np.ndarray:
-    n = len(p)
-    a = np.vstack([p.T - np.eye(n), np.ones((1, n))])
-    b = np.zeros(n + 1)
-    b[-1] = 1.0
-    pi, *_ = np.linalg.lstsq(a, b, rcond=None)
-    pi = np.clip(pi, 0.0, None)
-    return pi / pi.sum()
-
-
-def _irreducible(p: np.ndarray) -> bool:
-    n = len(p)
-    reach = (p > 0).astype(np.int64) + np.eye(n, dtype=np.int64)
-    for _ in range(n):
-        reach = ((reach @ reach) > 0).astype(np.int64)
-    return bool(reach.all())
-
-
-def _check_correlation(m, path):
-    a = np.array(m)
-    if (np.abs(a - a.T) > 1e-12).any():
-        raise _bad(path, [list(r) for r in m], "a symmetric matrix")
-    if (np.abs(np.diag(a) - 1.0) > 1e-12).any():
-        raise _bad(path, [list(r) for r in m], "a matrix with unit diagonal")
-    if (np.abs(a) > 1.0).any():
-        raise _bad(path, [list(r) for r in m], "entries in [-1, 1]")
-    if np.linalg.eigvalsh(a).min() < -1e-10:
-        raise _bad(path, [list(r) for r in m], "positive semi-definite")
-
-
 # --------------------------------------------------------------------------------------------
 # parsing
 
 
 def parse_scenario(raw: dict, source: str = "") -> Scenario:
     """Validate a raw scenario table (as read from TOML) into a `Scenario`."""
-    top = _Table(raw, "")
+    top = Table(raw, "")
     title = top.string("title", "")
-    run = _parse_run(_Table(top.raw("run", {}), "run"))
+    run = _parse_run(Table(top.raw("run", {}), "run"))
     regimes = _parse_regimes(top.raw("regimes", None))
     n_reg = regimes.count
 
     ulist = top.raw("underlyings")
     if not isinstance(ulist, list) or not ulist:
-        raise _bad("underlyings", ulist, "a non-empty array of tables ([[underlyings]])")
+        raise bad_value("underlyings", ulist, "a non-empty array of tables ([[underlyings]])")
     underlyings: list[Underlying] = []
     for i, u in enumerate(ulist):
         und = _parse_underlying(u, i, n_reg, [x.name for x in underlyings])
@@ -586,7 +407,7 @@ def parse_scenario(raw: dict, source: str = "") -> Scenario:
 
     shocks = tuple(_parse_shock(s, i, names, run.n_steps) for i, s in enumerate(_array(top, "shocks")))
     correlation = _parse_correlation(top.raw("correlation", None), n_u, n_reg)
-    costs = _parse_costs(_Table(top.raw("costs", {}), "costs"))
+    costs = _parse_costs(Table(top.raw("costs", {}), "costs"))
     strategies: list[StrategyRules] = []
     for i, s in enumerate(_array(top, "strategies")):
         strategies.append(_parse_strategy(s, i, names, [x.name for x in strategies], run))
@@ -605,14 +426,14 @@ def parse_scenario(raw: dict, source: str = "") -> Scenario:
     )
 
 
-def _array(top: _Table, key: str) -> list:
+def _array(top: Table, key: str) -> list:
     v = top.raw(key, [])
     if not isinstance(v, list):
-        raise _bad(key, v, f"an array of tables ([[{key}]])")
+        raise bad_value(key, v, f"an array of tables ([[{key}]])")
     return v
 
 
-def _parse_run(t: _Table) -> RunConfig:
+def _parse_run(t: Table) -> RunConfig:
     d = RunConfig()
     run = RunConfig(
         horizon_years=t.number("horizon_years", d.horizon_years, lo=0.0, hi=100.0, lo_open=True),
@@ -628,14 +449,14 @@ def _parse_run(t: _Table) -> RunConfig:
     )
     t.finish()
     if run.monthly_withdrawal > 0 and run.monthly_withdrawal_pct > 0:
-        raise _bad("run.monthly_withdrawal_pct", run.monthly_withdrawal_pct, "0 when run.monthly_withdrawal is set (choose one)")
+        raise bad_value("run.monthly_withdrawal_pct", run.monthly_withdrawal_pct, "0 when run.monthly_withdrawal is set (choose one)")
     return run
 
 
 def _parse_regimes(raw) -> Regimes:
     if raw is None:
         return Regimes()
-    t = _Table(raw, "regimes")
+    t = Table(raw, "regimes")
     names = t.raw("names")
     if (
         not isinstance(names, list)
@@ -643,17 +464,17 @@ def _parse_regimes(raw) -> Regimes:
         or any(not isinstance(x, str) or not x for x in names)
         or len(set(names)) != len(names)
     ):
-        raise _bad("regimes.names", names, "a non-empty list of distinct names")
+        raise bad_value("regimes.names", names, "a non-empty list of distinct names")
     n = len(names)
     has_dur = t.has("mean_duration_days")
     has_tr = t.has("transition")
     if has_dur and has_tr:
-        raise _bad("regimes.transition", t.data["transition"], "absent when regimes.mean_duration_days is set (choose one)")
+        raise bad_value("regimes.transition", t.data["transition"], "absent when regimes.mean_duration_days is set (choose one)")
     if has_tr:
         tr = t.matrix("transition", n)
-        _check_stochastic(tr, "regimes.transition")
+        check_stochastic(tr, "regimes.transition")
         if t.has("exit_probabilities"):
-            raise _bad("regimes.exit_probabilities", t.data["exit_probabilities"], "absent when regimes.transition is set")
+            raise bad_value("regimes.exit_probabilities", t.data["exit_probabilities"], "absent when regimes.transition is set")
     else:
         if n == 1:
             dur = t.per_regime("mean_duration_days", 1, 1.0, lo=0.0, lo_open=True)
@@ -662,7 +483,7 @@ def _parse_regimes(raw) -> Regimes:
         else:
             dur = t.per_regime("mean_duration_days", n, lo=0.0, lo_open=True)
             ex = t.matrix("exit_probabilities", n)
-            _check_stochastic(ex, "regimes.exit_probabilities", zero_diagonal=True)
+            check_stochastic(ex, "regimes.exit_probabilities", zero_diagonal=True)
             rows = []
             for i in range(n):
                 leave = -math.expm1(-1.0 / dur[i])
@@ -671,13 +492,13 @@ def _parse_regimes(raw) -> Regimes:
     p = np.array(tr)
     initial = t.string("initial", "stationary")
     if initial == "stationary":
-        if not _irreducible(p):
-            raise _bad("regimes.initial", initial, "a regime name: the chain is not irreducible, so it has no unique stationary distribution")
-        init = tuple(float(x) for x in _stationary(p))
+        if not is_irreducible(p):
+            raise bad_value("regimes.initial", initial, "a regime name: the chain is not irreducible, so it has no unique stationary distribution")
+        init = tuple(float(x) for x in stationary_distribution(p))
     elif initial in names:
         init = tuple(1.0 if x == initial else 0.0 for x in names)
     else:
-        raise _bad("regimes.initial", initial, '"stationary" or one of ' + ", ".join(f'"{x}"' for x in names))
+        raise bad_value("regimes.initial", initial, '"stationary" or one of ' + ", ".join(f'"{x}"' for x in names))
     t.finish()
     return Regimes(names=tuple(names), transition=tr, initial_probs=init, initial=initial)
 
@@ -685,10 +506,10 @@ def _parse_regimes(raw) -> Regimes:
 def _parse_underlying(raw, i, n_reg, seen) -> Underlying:
     name = raw.get("name") if isinstance(raw, dict) else None
     if not isinstance(name, str) or not name or "." in name:
-        raise _bad(f"underlyings.{i}.name", name, "a non-empty name without dots")
+        raise bad_value(f"underlyings.{i}.name", name, "a non-empty name without dots")
     if name in seen:
-        raise _bad(f"underlyings.{name}.name", name, "unique among underlyings")
-    t = _Table(raw, f"underlyings.{name}")
+        raise bad_value(f"underlyings.{name}.name", name, "unique among underlyings")
+    t = Table(raw, f"underlyings.{name}")
     t.has("name")
     spot = t.number("spot", lo=0.0, lo_open=True)
     div = t.number("dividend_yield", 0.0, lo=0.0, hi=1.0, hi_open=True)
@@ -699,7 +520,7 @@ def _parse_underlying(raw, i, n_reg, seen) -> Underlying:
     js = t.per_regime("jump_std", n_reg, 0.0, lo=0.0, hi=5.0)
     step = t.number("strike_step", 1.0, lo=0.0, lo_open=True)
     every = t.integer("expiry_every_days", 5, lo=1)
-    ivt = _Table(t.raw("implied_vol", {}), f"underlyings.{name}.implied_vol")
+    ivt = Table(t.raw("implied_vol", {}), f"underlyings.{name}.implied_vol")
     ivm = ImpliedVolModel(
         premium=ivt.per_regime("premium", n_reg, 0.0, lo=-5.0, hi=5.0),
         skew=ivt.per_regime("skew", n_reg, 0.0, lo=-5.0, hi=5.0),
@@ -713,7 +534,7 @@ def _parse_underlying(raw, i, n_reg, seen) -> Underlying:
     base = und.atm_iv_base()
     for r in range(n_reg):
         if base[r] <= 0:
-            raise _bad(
+            raise bad_value(
                 f"underlyings.{name}.implied_vol.premium", list(ivm.premium),
                 f"> -{base[r] - ivm.premium[r]:.6g} in regime {r} (ATM IV must stay > 0)",
             )
@@ -721,11 +542,11 @@ def _parse_underlying(raw, i, n_reg, seen) -> Underlying:
 
 
 def _parse_shock(raw, i, names, n_steps) -> Shock:
-    t = _Table(raw, f"shocks.{i}")
+    t = Table(raw, f"shocks.{i}")
     day = t.integer("day", lo=1, hi=n_steps)
     unds = t.raw("underlyings", list(names))
     if not isinstance(unds, list) or not unds or any(u not in names for u in unds):
-        raise _bad(f"shocks.{i}.underlyings", unds, "a non-empty list of underlying names: " + ", ".join(names))
+        raise bad_value(f"shocks.{i}.underlyings", unds, "a non-empty list of underlying names: " + ", ".join(names))
     sh = Shock(
         day=day,
         underlyings=tuple(unds),
@@ -740,29 +561,29 @@ def _parse_correlation(raw, n_u, n_reg):
     eye = tuple(tuple(1.0 if i == j else 0.0 for j in range(n_u)) for i in range(n_u))
     if raw is None:
         return tuple([eye] * n_reg)
-    t = _Table(raw, "correlation")
+    t = Table(raw, "correlation")
     has_m, has_p = t.has("matrix"), t.has("per_regime")
     if has_m and has_p:
-        raise _bad("correlation.per_regime", t.data["per_regime"], "absent when correlation.matrix is set (choose one)")
+        raise bad_value("correlation.per_regime", t.data["per_regime"], "absent when correlation.matrix is set (choose one)")
     if has_p:
         pr = t.raw("per_regime")
         if not isinstance(pr, list) or len(pr) != n_reg:
-            raise _bad("correlation.per_regime", pr, f"a list of {n_reg} matrices, one per regime")
+            raise bad_value("correlation.per_regime", pr, f"a list of {n_reg} matrices, one per regime")
         mats = []
         for r, m in enumerate(pr):
-            mm = _check_matrix(m, f"correlation.per_regime[{r}]", n_u)
-            _check_correlation(mm, f"correlation.per_regime[{r}]")
+            mm = check_matrix(m, f"correlation.per_regime[{r}]", n_u)
+            check_correlation(mm, f"correlation.per_regime[{r}]")
             mats.append(mm)
         out = tuple(mats)
     else:
         mm = t.matrix("matrix", n_u, [list(r) for r in eye])
-        _check_correlation(mm, "correlation.matrix")
+        check_correlation(mm, "correlation.matrix")
         out = tuple([mm] * n_reg)
     t.finish()
     return out
 
 
-def _parse_costs(t: _Table) -> Costs:
+def _parse_costs(t: Table) -> Costs:
     c = Costs(
         commission_per_contract=t.number("commission_per_contract", 0.0, lo=0.0),
         slippage_per_share=t.number("slippage_per_share", 0.0, lo=0.0),
@@ -774,10 +595,10 @@ def _parse_costs(t: _Table) -> Costs:
 
 
 def _parse_option_rule(raw, path, is_call, default_dte=35, default_delta=0.30):
-    t = _Table(raw, path)
+    t = Table(raw, path)
     has_d, has_o = t.has("delta"), t.has("otm_pct")
     if has_d and has_o:
-        raise _bad(f"{path}.otm_pct", t.data["otm_pct"], f"absent when {path}.delta is set (choose one)")
+        raise bad_value(f"{path}.otm_pct", t.data["otm_pct"], f"absent when {path}.delta is set (choose one)")
     delta = t.number("delta", None if has_o else default_delta, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
     otm = t.number("otm_pct", None, lo=0.0, hi=1.0, hi_open=True)
     dte = t.integer("dte", default_dte, lo=1, hi=3650)
@@ -790,11 +611,11 @@ def _parse_option_rule(raw, path, is_call, default_dte=35, default_delta=0.30):
 
 
 def _parse_manage(raw, path) -> Manage:
-    t = _Table(raw, path)
+    t = Table(raw, path)
     d = Manage()
     stop = t.number("stop_loss", d.stop_loss, lo=0.0)
     if 0.0 < stop <= 1.0:
-        raise _bad(f"{path}.stop_loss", stop, "0 (off) or > 1")
+        raise bad_value(f"{path}.stop_loss", stop, "0 (off) or > 1")
     m = Manage(
         profit_take=t.number("profit_take", d.profit_take, lo=0.0, hi=1.0, hi_open=True),
         stop_loss=stop,
@@ -814,7 +635,7 @@ def _parse_manage(raw, path) -> Manage:
 
 
 def _parse_high_iv(raw, path, kind) -> HighIV:
-    t = _Table(raw, path)
+    t = Table(raw, path)
     has_a, has_r = t.has("atm_iv_above"), t.has("iv_rank_above")
     if has_a == has_r:
         raise ScenarioError(f"{path}: needs exactly one of atm_iv_above or iv_rank_above")
@@ -832,23 +653,23 @@ def _parse_high_iv(raw, path, kind) -> HighIV:
 def _parse_strategy(raw, i, names, seen, run: RunConfig) -> StrategyRules:
     name = raw.get("name") if isinstance(raw, dict) else None
     if not isinstance(name, str) or not name or "." in name:
-        raise _bad(f"strategies.{i}.name", name, "a non-empty name without dots")
+        raise bad_value(f"strategies.{i}.name", name, "a non-empty name without dots")
     if name in seen:
-        raise _bad(f"strategies.{name}.name", name, "unique among strategies")
+        raise bad_value(f"strategies.{name}.name", name, "unique among strategies")
     if name in BASELINE_NAMES:
-        raise _bad(f"strategies.{name}.name", name, "not a baseline name (buy_and_hold, cash are added to every scenario)")
+        raise bad_value(f"strategies.{name}.name", name, "not a baseline name (buy_and_hold, cash are added to every scenario)")
     path = f"strategies.{name}"
-    t = _Table(raw, path)
+    t = Table(raw, path)
     t.has("name")
     kind = t.string("kind", choices=STRATEGY_KINDS)
     unds = t.raw("underlyings", list(names))
     if isinstance(unds, str):
         unds = [unds]
     if not isinstance(unds, list) or not unds or len(set(unds)) != len(unds):
-        raise _bad(f"{path}.underlyings", unds, "a non-empty list of distinct underlying names: " + ", ".join(names))
+        raise bad_value(f"{path}.underlyings", unds, "a non-empty list of distinct underlying names: " + ", ".join(names))
     for u in unds:
         if u not in names:
-            raise _bad(f"{path}.underlyings", u, "one of the scenario's underlyings: " + ", ".join(names))
+            raise bad_value(f"{path}.underlyings", u, "one of the scenario's underlyings: " + ", ".join(names))
     every = t.integer("entry_every_days", 1, lo=1)
     put = call = None
     width = width_pct = None
@@ -863,7 +684,7 @@ def _parse_strategy(raw, i, names, seen, run: RunConfig) -> StrategyRules:
         put = _parse_option_rule(t.raw("short_put", {}), f"{path}.short_put", False, default_dte=45, default_delta=0.16)
         has_w, has_wp = t.has("width"), t.has("width_pct")
         if has_w and has_wp:
-            raise _bad(f"{path}.width_pct", t.data["width_pct"], f"absent when {path}.width is set (choose one)")
+            raise bad_value(f"{path}.width_pct", t.data["width_pct"], f"absent when {path}.width is set (choose one)")
         if not has_w and not has_wp:
             raise ScenarioError(f"{path}.width: missing (a bull_put_spread needs width ($) or width_pct)")
         width = t.number("width", None, lo=0.0, lo_open=True)
@@ -872,14 +693,14 @@ def _parse_strategy(raw, i, names, seen, run: RunConfig) -> StrategyRules:
         manage = _parse_manage(t.raw("manage", {}), f"{path}.manage")
         if t.has("high_iv"):
             high_iv = _parse_high_iv(t.data["high_iv"], f"{path}.high_iv", kind)
-    st = _Table(t.raw("sizing", {}), f"{path}.sizing")
+    st = Table(t.raw("sizing", {}), f"{path}.sizing")
     sizing = Sizing(
         position_fraction=st.number("position_fraction", sizing_default, lo=0.0, hi=1.0, lo_open=True),
         contracts=st.string("contracts", "integer", choices=CONTRACTS_CHOICES),
         max_open=st.integer("max_open", 1, lo=1, hi=1000),
     )
     if kind in ("wheel", "put_write") and sizing.max_open != 1:
-        raise _bad(f"{path}.sizing.max_open", sizing.max_open, "1 for a wheel or put_write (one cycle per underlying)")
+        raise bad_value(f"{path}.sizing.max_open", sizing.max_open, "1 for a wheel or put_write (one cycle per underlying)")
     st.finish()
     t.finish()
     return StrategyRules(
