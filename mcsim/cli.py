@@ -174,15 +174,6 @@ def _run_sets(args) -> list[str]:
     return sets
 
 
-def _engine(name: str):
-    import mcsim
-
-    fn = getattr(mcsim, name, None)
-    if fn is None:
-        _fail(f"mcsim: error: the engine ({name}) is not available in this installation", 1)
-    return fn
-
-
 class _Progress:
     """A one-line progress bar on stderr: paths (chunks) done, paths/s, ETA."""
 
@@ -224,7 +215,7 @@ class _Progress:
 
 
 def _simulate(scenario, args, label: str = ""):
-    simulate = _engine("simulate")
+    from mcsim import simulate  # looked up on the package, so tests can substitute it
     n = scenario.run.paths
     chunk = scenario.run.chunk_paths
     kwargs = {"n_paths": n, "seed": scenario.run.seed, "chunk_paths": chunk}
@@ -541,7 +532,9 @@ def cmd_replay(args) -> int:
     path = args.path
     if not isinstance(path, int):
         path = _pick_path(_simulate(scenario, args), args.strategy, path)
-    log = _engine("replay")(scenario, path, args.strategy, seed=scenario.run.seed)
+    from mcsim import replay
+
+    log = replay(scenario, path, args.strategy, seed=scenario.run.seed)
     out.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".trades.csv.tmp-", dir=out)
     os.close(fd)

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import mcsim
-from mcsim import cli, io, metrics, plots
+from mcsim import cli, io, plots
 from mcsim.scenario import load_scenario
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -34,7 +34,6 @@ from test_metrics import INITIAL, monthly_frame, per_path_frame, synthetic_resul
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RUN_FILES = {"summary.json", "paths.parquet", "monthly.parquet", *plots.PLOT_FILES.values()}
-HAS_ENGINE = hasattr(mcsim, "simulate") and hasattr(mcsim, "replay")
 
 TINY = """\
 # tiny: two regimes, a wheel and a spread ladder, a quarter of a year
@@ -421,7 +420,6 @@ def test_sigint_mid_run_leaves_no_result(tiny, tmp_path):
 # the real engine
 
 
-@pytest.mark.skipif(not HAS_ENGINE, reason="engine (mcsim.simulate) not available")
 def test_run_end_to_end_and_recompute_from_parquet(tiny, tmp_path):
     out = tmp_path / "res"
     p = _mcsim("run", tiny, "--out", out, "--quiet", cwd=tmp_path)
@@ -484,7 +482,6 @@ def test_run_end_to_end_and_recompute_from_parquet(tiny, tmp_path):
     assert row.split()[-1] == f"{100 * p_beats:.1f}%"
 
 
-@pytest.mark.skipif(not HAS_ENGINE, reason="engine (mcsim.simulate) not available")
 def test_real_engine_sigint_mid_run_leaves_no_result(tiny, tmp_path):
     out = tmp_path / "results" / "big"
     p = _mcsim("run", tiny, "--paths", "60000", "--chunk-paths", "1024", "--set", "run.horizon_years=5",

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import mcsim
+from mcsim import pricing
 from mcsim.market import (
     BLOCK,
     MarketPaths,
@@ -340,7 +341,6 @@ jump_std = 0.15
 
 @pytest.mark.parametrize("is_call", [True, False])
 def test_gbm_repricing_matches_black_scholes(tmp_path, is_call):
-    pricing = pytest.importorskip("mcsim.pricing")
     sc = scenario(tmp_path, RN_TOML.format(lam=0.0))
     r, q, t, k = 0.04, 0.02, 0.5, 100.0
     m = simulate_market(sc, 400_000, seed=13)
@@ -354,7 +354,6 @@ def test_gbm_repricing_matches_black_scholes(tmp_path, is_call):
 
 @pytest.mark.parametrize("is_call", [True, False])
 def test_merton_repricing_matches_merton_price(tmp_path, is_call):
-    pricing = pytest.importorskip("mcsim.pricing")
     lam = 1.0
     sc = scenario(tmp_path, RN_TOML.format(lam=lam))
     r, q, t, k = 0.04, 0.02, 0.5, 100.0

@@ -13,6 +13,7 @@ import types
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from mcsim import metrics
 from mcsim.scenario import parse_scenario
@@ -328,7 +329,6 @@ def test_summary_table_rows(hand):
 
 
 def test_quantile_ci_ranks_match_binomial_definition():
-    stats = pytest.importorskip("scipy.stats")
     for n in (20, 57, 400, 5000):
         for p in (0.05, 0.25, 0.5, 0.99):
             lo, hi = metrics.quantile_ci_ranks(n, p)

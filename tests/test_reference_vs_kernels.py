@@ -31,7 +31,6 @@ import mcsim  # noqa: E402
 from mcsim.scenario import parse_scenario  # noqa: E402
 from reference import (  # noqa: E402
     COUNTERS,
-    LOG_FIELDS,
     PER_PATH_FIELDS,
     PathRun,
     nearest_expiry,
@@ -62,8 +61,6 @@ EVENTS = {
 DUST_PATHS: list[str] = []
 DUST = 1e-6  # contracts
 
-HAS_ENGINE = hasattr(mcsim, "run_strategies")
-needs_engine = pytest.mark.skipif(not HAS_ENGINE, reason="mcsim.run_strategies not available yet")
 
 # --------------------------------------------------------------------------------------------
 # tolerances
@@ -512,20 +509,17 @@ def _designed() -> list[dict]:
     return out
 
 
-@needs_engine
 @pytest.mark.parametrize("k", range(4))
 def test_designed_scenarios(k):
     check_scenario(_designed()[k], n_paths=4, replay_paths=2)
 
 
-@needs_engine
 @pytest.mark.parametrize("seed", range(200))
 def test_seeded_scenarios(seed):
     """Simulated markets (mcsim.simulate_market) of 200 seeded random scenarios."""
     check_scenario(build_raw(RandomChooser(1000 + seed)), n_paths=3, replay_paths=1 if seed % 2 == 0 else 0)
 
 
-@needs_engine
 @pytest.mark.parametrize("seed", range(150))
 def test_seeded_hand_made_markets(seed):
     """Hand-made paths on a price grid (S == K ties, IV jumps, random regimes) through run_strategies."""
@@ -535,14 +529,12 @@ def test_seeded_hand_made_markets(seed):
     check_scenario(raw, replay_paths=1 if seed % 2 == 0 else 0, market=market)
 
 
-@needs_engine
 @settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.data())
 def test_hypothesis_scenarios(data):
     check_scenario(build_raw(DataChooser(data)), n_paths=2, replay_paths=1)
 
 
-@needs_engine
 @settings(deadline=None, max_examples=100, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.data(), st.integers(0, 2**32 - 1))
 def test_hypothesis_hand_made_markets(data, market_seed):
@@ -559,7 +551,6 @@ def _dust_case() -> dict:
     return raw
 
 
-@needs_engine
 def test_fractional_dust_ambiguity():
     """Path 1, step 63: after BBB's spread takes all free cash, AAA's free cash is 0 but for
     rounding (~1e-10 $). Before the fractional minimum (1e-6 contracts, docs/semantics.md) one
@@ -665,7 +656,7 @@ def test_every_action_occurs():
 
 def test_float_dust_paths_are_rare():
     """Paths set aside as float dust (see DUST_PATHS) stay a small minority; they are listed."""
-    if not HAS_ENGINE or not SEEN_ACTIONS["end"]:
+    if not SEEN_ACTIONS["end"]:
         pytest.skip("needs the comparisons above")
     compared = SEEN_ACTIONS["end"]  # one `end` row per compared (strategy, path), plus replays
     for line in DUST_PATHS:

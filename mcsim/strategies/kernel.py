@@ -37,7 +37,7 @@ from .options_nb import (
 )
 from .positions import (
     add_position, assign, book_realised, trade_mids, book_sale, log_event, manage_position, mark, mark_fn,
-    cached_mids, min_strike_level, pos_mids, reserved_cash, reserved_fn, settle_expiry,
+    cached_mids, min_strike_level, pos_mids, reserved_cash, settle_expiry,
 )
 
 

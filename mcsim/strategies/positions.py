@@ -159,12 +159,6 @@ def reserved_cash(pos_i, pos_f, cnt):
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def reserved_fn(pos_i, pos_f, cnt):
-    """`reserved_cash` as a call (entries, withdrawals)."""
-    return reserved_cash(pos_i, pos_f, cnt)
-
-
-@njit(cache=True, nogil=True, _nrt=False)
 def short_iv(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f):
     """Smile IV of position i's short strike at step t (for the log)."""
     u = pos_i[i, PI_U]
