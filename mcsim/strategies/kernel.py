@@ -45,42 +45,42 @@ from .positions import (
 # entries
 
 
-@njit(cache=True, nogil=True, _nrt=False)
-def _entry_expiry(t, u, is_call, atm, p, ip, fp, uf):
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _entry_expiry(t, u, is_call, atm, ip, fp, uf):
     """(expiry step, tau years) of a new option on u at step t (high IV applied)."""
-    active = ip[IP_HIV_MODE] != HIV_OFF and high_iv_active(t, u, atm, p, ip, fp)
+    active = ip[IP_HIV_MODE] != HIV_OFF and high_iv_active(t, u, atm, ip, fp)
     mode, value, dte = entry_rule(is_call, active, ip, fp)
     e = nearest_expiry(t + dte, t, int(uf[u, U_EVERY]))
     return e, (e - t) / ip[IP_SPY]
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
-def _entry_terms(t, u, is_call, spot, atm, reg, p, ip, fp, uf):
+def _entry_terms(t, u, is_call, spot, atm, reg, ip, fp, uf):
     """(expiry step, tau years, rule strike $) of a new option on u at step t (high IV applied)."""
-    active = ip[IP_HIV_MODE] != HIV_OFF and high_iv_active(t, u, atm, p, ip, fp)
+    active = ip[IP_HIV_MODE] != HIV_OFF and high_iv_active(t, u, atm, ip, fp)
     mode, value, dte = entry_rule(is_call, active, ip, fp)
     e = nearest_expiry(t + dte, t, int(uf[u, U_EVERY]))
     tau = (e - t) / ip[IP_SPY]
-    k = rule_strike(spot[p, t, u], atm[p, t, u], tau, fp[FP_RATE], uf[u, U_DIV],
-                    uf[u, U_SKEW0 + reg[p, t]], uf[u, U_FLOOR], uf[u, U_STEP], mode, value, is_call)
+    k = rule_strike(spot[t, u], atm[t, u], tau, fp[FP_RATE], uf[u, U_DIV],
+                    uf[u, U_SKEW0 + reg[t]], uf[u, U_FLOOR], uf[u, U_STEP], mode, value, is_call)
     return e, tau, k
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _sell_put(t, m, u, equity,
-              spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
+              spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
     """Cash-secured put on u (wheel, put_write), sized on `equity` ($), capped by free cash."""
-    e, tau, k = _entry_terms(t, u, NO, spot, atm, reg, p, ip, fp, uf)
+    e, tau, k = _entry_terms(t, u, NO, spot, atm, reg, ip, fp, uf)
     if not (k > 0.0):
         return
-    s = spot[p, t, u]
-    a = atm[p, t, u]
+    s = spot[t, u]
+    a = atm[t, u]
     r = fp[FP_RATE]
     q = uf[u, U_DIV]
-    sk = uf[u, U_SKEW0 + reg[p, t]]
+    sk = uf[u, U_SKEW0 + reg[t]]
     fl = uf[u, U_FLOOR]
     log_k = math.log(k)
-    mid, _ = trade_mids(t, u, e, k, log_k, math.nan, 0.0, NO, NO, spot, atm, reg, p, ip, fp, uf, hold)
+    mid, _ = trade_mids(t, u, e, k, log_k, math.nan, 0.0, NO, NO, spot, atm, reg, ip, fp, uf, hold)
     fill = sell_fill(mid, fp)
     comm = fp[FP_COMM]
     if fill * 100.0 - comm <= 0.0:
@@ -98,25 +98,25 @@ def _sell_put(t, m, u, equity,
                  t, mid, 0.0)
     if ip[IP_KIND] == KIND_WHEEL:
         hold[u, H_CYCLE] = fill
-    book_sale(fill, c, np.int64(OPT_PUT), p, m, out_path, out_month)
+    book_sale(fill, c, np.int64(OPT_PUT), m, out_path, out_month)
     if ip[IP_LOG] != 0:
         iv = leg_iv(s, a, k, tau, r, q, sk, fl)
         log_event(t, np.int64(ACT_SELL_PUT), u, np.int64(OPT_PUT), k, e, c, fill, iv,
-                  spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
+                  spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _sell_call(t, m, u,
-               spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
+               spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
     """Covered call on all shares of u, strike >= the min_strike level's grid strike."""
     c = floor_if(hold[u, H_SHARES] / 100.0, ip[IP_INTEGER] != 0)
     if not (c >= MIN_CONTRACTS):
         return
-    s = spot[p, t, u]
-    a = atm[p, t, u]
+    s = spot[t, u]
+    a = atm[t, u]
     r = fp[FP_RATE]
     q = uf[u, U_DIV]
-    sk = uf[u, U_SKEW0 + reg[p, t]]
+    sk = uf[u, U_SKEW0 + reg[t]]
     fl = uf[u, U_FLOOR]
     comm = fp[FP_COMM]
     level = min_strike_level(u, ip, hold)
@@ -126,18 +126,18 @@ def _sell_call(t, m, u,
         # Same decision as the full rule below, without solving for the delta strike.
         k_floor = grid_at_or_above(level, uf[u, U_STEP])
         if k_floor > 0.0:
-            e, tau = _entry_expiry(t, u, YES, atm, p, ip, fp, uf)
+            e, tau = _entry_expiry(t, u, YES, atm, ip, fp, uf)
             mid_floor, _ = trade_mids(t, u, e, k_floor, math.log(k_floor), math.nan, 0.0, YES, NO,
-                                      spot, atm, reg, p, ip, fp, uf, hold)
+                                      spot, atm, reg, ip, fp, uf, hold)
             if not (sell_fill(mid_floor, fp) * 100.0 * c - comm * c > 0.0):
                 return
     hold[u, H_CALL_FAILED] = 1.0
-    e, tau, k = _entry_terms(t, u, YES, spot, atm, reg, p, ip, fp, uf)
+    e, tau, k = _entry_terms(t, u, YES, spot, atm, reg, ip, fp, uf)
     if not (k > 0.0):
         return
     k = min_strike_grid(k, level, uf[u, U_STEP])
     log_k = math.log(k)
-    mid, _ = trade_mids(t, u, e, k, log_k, math.nan, 0.0, YES, NO, spot, atm, reg, p, ip, fp, uf, hold)
+    mid, _ = trade_mids(t, u, e, k, log_k, math.nan, 0.0, YES, NO, spot, atm, reg, ip, fp, uf, hold)
     fill = sell_fill(mid, fp)
     if not (fill * 100.0 * c - comm * c > 0.0):
         return
@@ -146,33 +146,33 @@ def _sell_call(t, m, u,
     add_position(pos_i, pos_f, cnt, u, np.int64(OPT_CALL), e, k, log_k, math.nan, 0.0, c, fill, comm * c,
                  t, mid, 0.0)
     hold[u, H_CYCLE] += fill
-    book_sale(fill, c, np.int64(OPT_CALL), p, m, out_path, out_month)
+    book_sale(fill, c, np.int64(OPT_CALL), m, out_path, out_month)
     if ip[IP_LOG] != 0:
         iv = leg_iv(s, a, k, tau, r, q, sk, fl)
         log_event(t, np.int64(ACT_SELL_CALL), u, np.int64(OPT_CALL), k, e, c, fill, iv,
-                  spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
+                  spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _open_spread(t, m, u, equity,
-                 spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
+                 spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
     """One bull put spread on u: max loss (Ks - Kl - credit) x 100 per contract sized on equity."""
-    e, tau, ks = _entry_terms(t, u, NO, spot, atm, reg, p, ip, fp, uf)
+    e, tau, ks = _entry_terms(t, u, NO, spot, atm, reg, ip, fp, uf)
     if not (ks > 0.0):
         return
-    s = spot[p, t, u]
+    s = spot[t, u]
     w = fp[FP_WIDTH] if ip[IP_WIDTH_MODE] == WIDTH_ABS else fp[FP_WIDTH] * s
     kl = round_strike_nb(ks - w, uf[u, U_STEP], NO)
     if not (kl > 0.0):
         return
-    a = atm[p, t, u]
+    a = atm[t, u]
     r = fp[FP_RATE]
     q = uf[u, U_DIV]
-    sk = uf[u, U_SKEW0 + reg[p, t]]
+    sk = uf[u, U_SKEW0 + reg[t]]
     fl = uf[u, U_FLOOR]
     log_ks = math.log(ks)
     log_kl = math.log(kl)
-    ms, ml = trade_mids(t, u, e, ks, log_ks, kl, log_kl, NO, YES, spot, atm, reg, p, ip, fp, uf, hold)
+    ms, ml = trade_mids(t, u, e, ks, log_ks, kl, log_kl, NO, YES, spot, atm, reg, ip, fp, uf, hold)
     credit = sell_fill(ms, fp) - buy_fill(ml, fp)
     if credit <= 0.0 or credit >= ks - kl:
         return
@@ -187,11 +187,11 @@ def _open_spread(t, m, u, equity,
     st[ST_CASH] += credit * 100.0 * c - 2.0 * comm * c
     add_position(pos_i, pos_f, cnt, u, np.int64(OPT_SPREAD), e, ks, log_ks, kl, log_kl, c, credit,
                  2.0 * comm * c, t, ms, ml)
-    book_sale(credit, c, np.int64(OPT_SPREAD), p, m, out_path, out_month)
+    book_sale(credit, c, np.int64(OPT_SPREAD), m, out_path, out_month)
     if ip[IP_LOG] != 0:
         iv = leg_iv(s, a, ks, tau, r, q, sk, fl)
         log_event(t, np.int64(ACT_OPEN_SPREAD), u, np.int64(OPT_SPREAD), ks, e, c, credit, iv,
-                  spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
+                  spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
@@ -214,8 +214,8 @@ def _want(u, ip, pos_i, hold, cnt):
     return 0
 
 
-@njit(cache=True, nogil=True, _nrt=False)
-def _entries(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _entries(t, m, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
     """Step 5: new positions per underlying in strategy order, sized on the equity marked now.
 
     A trade on one underlying never changes what another one wants, so `_want` is asked twice.
@@ -227,19 +227,19 @@ def _entries(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, o
             sized = True
     equity = math.nan
     if sized:
-        equity = mark(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
+        equity = mark(t, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
     for j in range(n_su):
         u = ip[IP_SU0 + j]
         w = _want(u, ip, pos_i, hold, cnt)
         if w == 1:
             if ip[IP_KIND] == KIND_SPREAD:
-                _open_spread(t, m, u, equity, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold,
+                _open_spread(t, m, u, equity, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold,
                              st, cnt, out_path, out_month, log)
             else:
-                _sell_put(t, m, u, equity, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold,
+                _sell_put(t, m, u, equity, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold,
                           st, cnt, out_path, out_month, log)
         elif w == 2:
-            _sell_call(t, m, u, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt,
+            _sell_call(t, m, u, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt,
                        out_path, out_month, log)
 
 
@@ -248,7 +248,7 @@ def _entries(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, o
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
-def _carry(t, m, spot, p, ip, fp, uf, hold, st, out_path, out_month):
+def _carry(t, m, spot, ip, fp, uf, hold, st, out_path, out_month):
     """Step 0: interest on cash and dividends on shares over (t-1, t] (buy-and-hold reinvests)."""
     reinvest = ip[IP_KIND] == KIND_BUY_HOLD
     cash = st[ST_CASH]
@@ -258,7 +258,7 @@ def _carry(t, m, spot, p, ip, fp, uf, hold, st, out_path, out_month):
         u = ip[IP_SU0 + j]
         sh = hold[u, H_SHARES]
         if sh != 0.0:
-            d = sh * spot[p, t - 1, u] * uf[u, U_EQDT1]
+            d = sh * spot[t - 1, u] * uf[u, U_EQDT1]
             div += d
             if reinvest:
                 new_sh = sh * uf[u, U_EQDT]
@@ -268,22 +268,22 @@ def _carry(t, m, spot, p, ip, fp, uf, hold, st, out_path, out_month):
         st[ST_CASH] = cash + interest
     else:
         st[ST_CASH] = cash + interest + div
-    book_realised(interest + div, p, m, out_path, out_month)
+    book_realised(interest + div, m, out_path, out_month)
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _withdraw(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
+def _withdraw(t, m, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
     """Step 4 at a month end: pay the withdrawal from free cash (buy-and-hold: sell pro rata)."""
     amount = fp[FP_WD]
     if not (amount > 0.0):
-        amount = fp[FP_WD_PCT] * mark_fn(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
+        amount = fp[FP_WD_PCT] * mark_fn(t, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
     if not (amount > 0.0):
         return
     if ip[IP_KIND] == KIND_BUY_HOLD:
         value = 0.0
         for j in range(ip[IP_N_SU]):
             u = ip[IP_SU0 + j]
-            value += hold[u, H_SHARES] * spot[p, t, u]
+            value += hold[u, H_SHARES] * spot[t, u]
         pay = min(amount, max(value, 0.0))
         if pay > 0.0:
             f = pay / value
@@ -291,55 +291,55 @@ def _withdraw(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, 
             for j in range(ip[IP_N_SU]):
                 u = ip[IP_SU0 + j]
                 sold = hold[u, H_SHARES] * f
-                gain += sold * (spot[p, t, u] - hold[u, H_PRICE])
+                gain += sold * (spot[t, u] - hold[u, H_PRICE])
                 hold[u, H_SHARES] -= sold
-            book_realised(gain, p, m, out_path, out_month)
+            book_realised(gain, m, out_path, out_month)
     else:
         free = st[ST_CASH] - reserved_cash(pos_i, pos_f, cnt)
         pay = min(amount, max(free, 0.0))
         st[ST_CASH] -= pay
-    out_path[p, F_WITHDRAWN] += pay
-    out_month[p, m, M_WITHDRAWN] += pay
+    out_path[F_WITHDRAWN] += pay
+    out_month[m, M_WITHDRAWN] += pay
     if pay < amount:
-        out_path[p, F_SHORTFALLS] += 1.0
-        out_month[p, m, M_SHORTFALL] = 1.0
-        if out_path[p, F_FIRST_SHORTFALL] < 0.0:
-            out_path[p, F_FIRST_SHORTFALL] = m
+        out_path[F_SHORTFALLS] += 1.0
+        out_month[m, M_SHORTFALL] = 1.0
+        if out_path[F_FIRST_SHORTFALL] < 0.0:
+            out_path[F_FIRST_SHORTFALL] = m
     if ip[IP_LOG] != 0:
         log_event(t, np.int64(ACT_WITHDRAW), NONE, NONE, math.nan, NONE, 0.0, pay, math.nan,
-                  spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
+                  spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _buy_and_hold(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt):
+def _buy_and_hold(t, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt):
     """t = 0: equity split equally over the strategy's underlyings, fractional shares, no costs."""
-    equity = mark_fn(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
+    equity = mark_fn(t, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
     alloc = equity / ip[IP_N_SU]
     for j in range(ip[IP_N_SU]):
         u = ip[IP_SU0 + j]
-        hold[u, H_SHARES] += alloc / spot[p, t, u]
-        hold[u, H_PRICE] = spot[p, t, u]
+        hold[u, H_SHARES] += alloc / spot[t, u]
+        hold[u, H_PRICE] = spot[t, u]
         st[ST_CASH] -= alloc
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
-def _early_assignments(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt,
+def _early_assignments(t, m, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt,
                        out_path, out_month, log):
     """Step 2: ITM short legs with mid - intrinsic < threshold are assigned, in position order."""
     tv = fp[FP_EA_TV]
     i = np.int64(0)
     while i < cnt[C_OPEN]:
         u = pos_i[i, PI_U]
-        s = spot[p, t, u]
+        s = spot[t, u]
         k = pos_f[i, PF_KS]
         if pos_i[i, PI_KIND] == OPT_CALL:
             intrinsic = s - k
         else:
             intrinsic = k - s
         if intrinsic > 0.0:
-            ms, ml = cached_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold)
+            ms, ml = cached_mids(t, i, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold)
             if ms - intrinsic < tv:
-                assign(t, m, i, YES, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt,
+                assign(t, m, i, YES, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt,
                        out_path, out_month, log)
                 continue
         i += 1
@@ -350,11 +350,13 @@ def _early_assignments(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, 
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def run_path(p, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
-    """Path row p, steps 0..n (docs/semantics.md "Order of events"); fills row p of the outputs."""
-    out_path[p, :] = 0.0
-    out_path[p, F_FIRST_SHORTFALL] = -1.0
-    out_month[p, :, :] = 0.0
+def run_path(spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log):
+    """One path, steps 0..n (docs/semantics.md "Order of events"): spot, atm (n+1, n_u) and reg
+    (n+1,) are the path's rows of the market; fills its rows out_path (N_F,) and out_month
+    (n_months, N_M)."""
+    out_path[:] = 0.0
+    out_path[F_FIRST_SHORTFALL] = -1.0
+    out_month[:, :] = 0.0
     hold[:, :] = 0.0
     hold[:, H_LOG_T] = -1.0
     cnt[:] = 0
@@ -371,6 +373,7 @@ def run_path(p, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_pat
               or ip[IP_ROLL_WHEN] != ROLL_OFF)
     withdrawals = fp[FP_WD] > 0.0 or fp[FP_WD_PCT] > 0.0
     peak = 0.0
+    trough = 0.0
     max_dd = 0.0
     run = 0
     max_run = 0
@@ -387,29 +390,29 @@ def run_path(p, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_pat
             m += 1
             month_end += month
         if t >= 1:
-            _carry(t, m, spot, p, ip, fp, uf, hold, st, out_path, out_month)
+            _carry(t, m, spot, ip, fp, uf, hold, st, out_path, out_month)
         if options and cnt[C_OPEN] > 0:
             i = np.int64(0)
             while i < cnt[C_OPEN]:
                 if pos_i[i, PI_EXP] == t:
-                    settle_expiry(t, m, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st,
+                    settle_expiry(t, m, i, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st,
                                   cnt, out_path, out_month, log)
                 else:
                     i += 1
             # every position still open is priced once at this close (marks, rules, fills)
             for i in range(cnt[C_OPEN]):
-                pos_mids(t, i, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold)
+                pos_mids(t, i, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold)
             if early:
-                _early_assignments(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st,
+                _early_assignments(t, m, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st,
                                    cnt, out_path, out_month, log)
             if manage:
                 i = np.int64(0)
                 while i < cnt[C_OPEN]:
-                    if not manage_position(t, m, i, n, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f,
+                    if not manage_position(t, m, i, n, spot, atm, reg, ip, fp, uf, pos_i, pos_f,
                                            hold, st, cnt, out_path, out_month, log):
                         i += 1
         if withdrawals and t == month_end:
-            _withdraw(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt,
+            _withdraw(t, m, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt,
                       out_path, out_month, log)
         if t == next_entry and t < n:
             next_entry += every
@@ -419,21 +422,28 @@ def run_path(p, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_pat
                     if _want(ip[IP_SU0 + j], ip, pos_i, hold, cnt) != 0:
                         wanted = True
                 if wanted:
-                    _entries(t, m, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt,
+                    _entries(t, m, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt,
                              out_path, out_month, log)
             elif kind == KIND_BUY_HOLD and t == 0:
-                _buy_and_hold(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
+                _buy_and_hold(t, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
         # step 6: mark, then the path statistics of daily equity
-        eq = mark(t, spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
+        eq = mark(t, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
         if t == 0:
             peak = eq
-            out_path[p, F_EQ0] = eq
+            trough = eq
+            out_path[F_EQ0] = eq
         if eq > peak:
+            # a new peak closes the drawdown episode: its depth is trough / old peak - 1 (peak >
+            # 0, so this is the min of eq / peak - 1 over the episode, one division per episode)
+            if trough < peak:
+                dd = trough / peak - 1.0
+                if dd < max_dd:
+                    max_dd = dd
             peak = eq
+            trough = eq
         if eq < peak:
-            dd = eq / peak - 1.0
-            if dd < max_dd:
-                max_dd = dd
+            if eq < trough:
+                trough = eq
             run += 1
             if run > max_run:
                 max_run = run
@@ -449,7 +459,7 @@ def run_path(p, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_pat
                 sh = hold[u, H_SHARES]
                 if sh > 0.0:
                     in_shares = True
-                    exposure += sh * spot[p, t, u]
+                    exposure += sh * spot[t, u]
             if in_shares:
                 days_sh += 1
             if options:
@@ -457,22 +467,26 @@ def run_path(p, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_pat
             if eq > 0.0:
                 cap_sum += exposure / eq
         if t == 0:
-            out_month[p, 0, M_EQ_START] = eq
+            out_month[0, M_EQ_START] = eq
         elif t == month_end:
-            out_month[p, m, M_EQ_END] = eq
+            out_month[m, M_EQ_END] = eq
             if m + 1 < n_months:
-                out_month[p, m + 1, M_EQ_START] = eq
+                out_month[m + 1, M_EQ_START] = eq
         if t == n:
-            out_month[p, n_months - 1, M_EQ_END] = eq
+            out_month[n_months - 1, M_EQ_END] = eq
     if ip[IP_LOG] != 0:
         log_event(n, np.int64(ACT_END), NONE, NONE, math.nan, NONE, 0.0, eq, math.nan,
-                  spot, atm, reg, p, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
-    out_path[p, F_FINAL] = eq
-    out_path[p, F_MIN_EQ] = min_eq
-    out_path[p, F_MAX_DD] = max_dd
-    out_path[p, F_DD_DAYS] = max_run
-    out_path[p, F_DAYS_SHARES] = days_sh
-    out_path[p, F_CAPITAL_USED] = cap_sum / n
+                  spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, log)
+    if trough < peak:
+        dd = trough / peak - 1.0
+        if dd < max_dd:
+            max_dd = dd
+    out_path[F_FINAL] = eq
+    out_path[F_MIN_EQ] = min_eq
+    out_path[F_MAX_DD] = max_dd
+    out_path[F_DD_DAYS] = max_run
+    out_path[F_DAYS_SHARES] = days_sh
+    out_path[F_CAPITAL_USED] = cap_sum / n
 
 
 @njit(cache=True, nogil=True)
@@ -506,6 +520,7 @@ def run_paths(spot, atm_iv, regime, p0, p1, ip, fp, uf, out_path, out_month, log
     st = np.zeros(N_ST, dtype=np.float64)
     cnt = np.zeros(N_C, dtype=np.int64)
     for p in range(p0, p1):
-        run_path(p, spot, atm_iv, regime, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path,
-                 out_month, log)
+        # the path's rows as views: the step loop indexes [t, u], not [p, t, u]
+        run_path(spot[p], atm_iv[p], regime[p], ip, fp, uf, pos_i, pos_f, hold, st, cnt,
+                 out_path[p], out_month[p], log)
     return cnt[C_LOG]

@@ -159,21 +159,21 @@ def min_strike_grid(k, level, step):
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def high_iv_active(t, u, atm, p, ip, fp):
-    """Whether the high-IV rule is on at step t for underlying u of path row p (atm 3-D)."""
+def high_iv_active(t, u, atm, ip, fp):
+    """Whether the high-IV rule is on at step t for underlying u (atm: the path's (n+1, n_u) rows)."""
     mode = ip[IP_HIV_MODE]
     if mode == HIV_OFF:
         return False
-    a = atm[p, t, u]
+    a = atm[t, u]
     if mode == HIV_ATM:
         return a > fp[FP_HIV_THR]
     if t < 21:
         return False
     lo = max(0, t - 251)
-    mn = atm[p, lo, u]
+    mn = atm[lo, u]
     mx = mn
     for j in range(lo + 1, t + 1):
-        x = atm[p, j, u]
+        x = atm[j, u]
         if x < mn:
             mn = x
         if x > mx:
