@@ -91,11 +91,11 @@ IP_CAP = 25           # position slots
 IP_LOG = 26           # 1: write the event log (replay)
 IP_N_SU = 27          # number of the strategy's underlyings
 IP_TAB_LEN = 28       # L: tables below hold k = e - t = 0..L-1 steps to expiry
-IP_TAB_SQT = 29       # uf[u, ip[IP_TAB_SQT] + k] = sqrt(k / spy)
-IP_TAB_DFR = 30       # exp(-r k / spy)
-IP_TAB_DFQ = 31       # exp(-q_u k / spy)
-IP_TAB_DRIFT = 32     # (r - q_u) k / spy
-IP_TAB_ISQT = 33      # 1 / sqrt(k / spy) (0 at k = 0)
+IP_TAB_SQT = 29       # uf[u, ip[IP_TAB_SQT] + 5 k + j], interleaved by k: j = 0 sqrt(k / spy),
+IP_TAB_DFR = 30       # 1 exp(-r k / spy), 2 exp(-q_u k / spy), 3 (r - q_u) k / spy,
+IP_TAB_DFQ = 31       # 4 1 / sqrt(k / spy) (0 at k = 0); IP_TAB_DFR..ISQT hold the column of j = 1..4
+IP_TAB_DRIFT = 32     # for k = 0
+IP_TAB_ISQT = 33
 IP_SU0 = 34           # ip[IP_SU0 + j]: market index of the strategy's j-th underlying
 N_IP = 34             # fixed part; ip has N_IP + n_su entries
 
@@ -219,7 +219,8 @@ ST_CASH = 0
 N_ST = 1
 C_OPEN = 0            # open positions
 C_LOG = 1             # log rows written
-N_C = 2
+C_EPOCH = 2           # bumped whenever a position opens, ends or rolls (strikes, sizes change)
+N_C = 3
 
 # a remainder of shares below this (after a sale of all of them) is set to 0
 SHARE_DUST = 1e-6

@@ -20,7 +20,7 @@ from mcsim.pricing import round_strike_nb
 
 from .codes import (
     HIV_OFF, IP_HIV_MODE, NO, NONE, YES,
-    ACT_END, ACT_OPEN_SPREAD, ACT_SELL_CALL, ACT_SELL_PUT, ACT_WITHDRAW, C_LOG, C_OPEN,
+    ACT_END, ACT_OPEN_SPREAD, ACT_SELL_CALL, ACT_SELL_PUT, ACT_WITHDRAW, C_EPOCH, C_LOG, C_OPEN,
     F_CAPITAL_USED, F_DAYS_SHARES, F_DD_DAYS, F_EQ0, F_FINAL, F_FIRST_SHORTFALL, F_MAX_DD,
     F_MIN_EQ, F_SHORTFALLS, F_WITHDRAWN, FP_COMM, FP_EA_TV, FP_ER, FP_INITIAL, FP_PF,
     FP_PROFIT_TAKE, FP_RATE, FP_STOP_LOSS, FP_WD, FP_WD_PCT, FP_WIDTH, H_CYCLE, H_PRICE,
@@ -374,6 +374,9 @@ def run_path(spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, 
     withdrawals = fp[FP_WD] > 0.0 or fp[FP_WD_PCT] > 0.0
     peak = 0.0
     trough = 0.0
+    reserved = 0.0
+    epoch = np.int64(-1)
+    idle_epoch = np.int64(-1)
     max_dd = 0.0
     run = 0
     max_run = 0
@@ -417,13 +420,18 @@ def run_path(spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, 
         if t == next_entry and t < n:
             next_entry += every
             if options:
-                wanted = False
-                for j in range(n_su):
-                    if _want(ip[IP_SU0 + j], ip, pos_i, hold, cnt) != 0:
-                        wanted = True
-                if wanted:
-                    _entries(t, m, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt,
-                             out_path, out_month, log)
+                # what `_want` answers depends only on the open positions and the shares held,
+                # which change only with the epoch: an idle answer holds until the epoch moves
+                if cnt[C_EPOCH] != idle_epoch:
+                    wanted = False
+                    for j in range(n_su):
+                        if _want(ip[IP_SU0 + j], ip, pos_i, hold, cnt) != 0:
+                            wanted = True
+                    if not wanted:
+                        idle_epoch = cnt[C_EPOCH]
+                    else:
+                        _entries(t, m, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt,
+                                 out_path, out_month, log)
             elif kind == KIND_BUY_HOLD and t == 0:
                 _buy_and_hold(t, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt)
         # step 6: mark, then the path statistics of daily equity
@@ -463,7 +471,11 @@ def run_path(spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, 
             if in_shares:
                 days_sh += 1
             if options:
-                exposure += reserved_cash(pos_i, pos_f, cnt)
+                if cnt[C_EPOCH] != epoch:
+                    # the same sum, recomputed only when the open positions changed
+                    reserved = reserved_cash(pos_i, pos_f, cnt)
+                    epoch = cnt[C_EPOCH]
+                exposure += reserved
             if eq > 0.0:
                 cap_sum += exposure / eq
         if t == 0:

@@ -202,21 +202,23 @@ def _with_tables(uf: np.ndarray, scenario: Scenario, ip: np.ndarray) -> np.ndarr
     out = np.zeros((n_u, base + 5 * L))
     out[:, :base] = uf
     ip[C.IP_TAB_LEN] = L
+    # interleaved by k, so the kernel's five loads for one k share one row offset
     ip[C.IP_TAB_SQT] = base
-    ip[C.IP_TAB_DFR] = base + L
-    ip[C.IP_TAB_DFQ] = base + 2 * L
-    ip[C.IP_TAB_DRIFT] = base + 3 * L
-    ip[C.IP_TAB_ISQT] = base + 4 * L
+    ip[C.IP_TAB_DFR] = base + 1
+    ip[C.IP_TAB_DFQ] = base + 2
+    ip[C.IP_TAB_DRIFT] = base + 3
+    ip[C.IP_TAB_ISQT] = base + 4
     r = float(run.risk_free_rate)
     for j, u in enumerate(scenario.underlyings):
         q = float(u.dividend_yield)
         for k in range(L):
             tau = k / spy
-            out[j, base + k] = math.sqrt(tau)
-            out[j, base + L + k] = math.exp(-r * tau)
-            out[j, base + 2 * L + k] = math.exp(-q * tau)
-            out[j, base + 3 * L + k] = (r - q) * tau
-            out[j, base + 4 * L + k] = 1.0 / math.sqrt(tau) if k > 0 else 0.0
+            o = base + 5 * k
+            out[j, o] = math.sqrt(tau)
+            out[j, o + 1] = math.exp(-r * tau)
+            out[j, o + 2] = math.exp(-q * tau)
+            out[j, o + 3] = (r - q) * tau
+            out[j, o + 4] = 1.0 / math.sqrt(tau) if k > 0 else 0.0
     return np.ascontiguousarray(out)
 
 

@@ -28,10 +28,10 @@ from mcsim.pricing import round_strike_nb
 from .codes import (
     HIV_OFF, IP_HIV_MODE, NO,
     ACT_ASSIGNED, ACT_BUY_TO_CLOSE, ACT_CALLED_AWAY, ACT_CLOSE_SPREAD, ACT_EARLY_ASSIGNED,
-    ACT_EXPIRE_WORTHLESS, ACT_ROLL, C_LOG, C_OPEN, F_ASSIGNMENTS, F_CALLED_AWAY, F_CALLS_SOLD,
+    ACT_EXPIRE_WORTHLESS, ACT_ROLL, C_EPOCH, C_LOG, C_OPEN, F_ASSIGNMENTS, F_CALLED_AWAY, F_CALLS_SOLD,
     F_CLOSES, F_EARLY, F_EXPIRED, F_LOST, F_OPTIONS_SOLD, F_PREMIUM, F_PROFIT_TAKES, F_PUTS_SOLD,
     F_REALISED, F_ROLLS, F_SPREADS_SOLD, F_STOP_LOSSES, F_SUM_LOSS, F_SUM_WIN, F_WON, FP_COMM,
-    FP_FEE, H_LOG_S, H_LOG_T, IP_TAB_DFQ, IP_TAB_DFR, IP_TAB_DRIFT, IP_TAB_ISQT, IP_TAB_LEN, IP_TAB_SQT,
+    FP_FEE, H_LOG_S, H_LOG_T, IP_TAB_LEN, IP_TAB_SQT,
     FP_PROFIT_TAKE, FP_RATE, FP_ROLL_DELTA, FP_STOP_LOSS, H_CYCLE, H_PRICE, H_SHARES,
     IP_CLOSE_DTE, IP_CLOSE_DTE_ON, IP_CLOSE_IF_UNABLE, IP_KIND, IP_LOG, IP_MAX_ROLLS,
     IP_MIN_STRIKE, IP_N_SU, IP_ROLL_CREDIT_ONLY, IP_ROLL_DTE, IP_ROLL_OUT, IP_ROLL_WHEN, IP_SPY,
@@ -67,11 +67,12 @@ def mids_at(t, u, k, ks, log_ks, kl, log_kl, is_call, two, spot, atm, reg, ip, f
         hold[u, H_LOG_S] = math.log(s)
         hold[u, H_LOG_T] = t
     if k < ip[IP_TAB_LEN]:
-        sqt = uf[u, ip[IP_TAB_SQT] + k]
-        df_r = uf[u, ip[IP_TAB_DFR] + k]
-        df_q = uf[u, ip[IP_TAB_DFQ] + k]
-        drift = uf[u, ip[IP_TAB_DRIFT] + k]
-        isqt = uf[u, ip[IP_TAB_ISQT] + k]
+        o = ip[IP_TAB_SQT] + 5 * k      # the five tables interleave by k (params._with_tables)
+        sqt = uf[u, o]
+        df_r = uf[u, o + 1]
+        df_q = uf[u, o + 2]
+        drift = uf[u, o + 3]
+        isqt = uf[u, o + 4]
     else:
         tau = k / ip[IP_SPY]
         sqt = math.sqrt(tau)
@@ -193,6 +194,7 @@ def add_position(pos_i, pos_f, cnt, u, kind, exp, ks, log_ks, kl, log_kl, c, cre
     pos_f[i, PF_LOG_KS] = log_ks
     pos_f[i, PF_LOG_KL] = log_kl
     cnt[C_OPEN] = i + 1
+    cnt[C_EPOCH] += 1
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
@@ -205,6 +207,7 @@ def remove_position(pos_i, pos_f, cnt, i):
         for k in range(N_PF):
             pos_f[j, k] = pos_f[j + 1, k]
     cnt[C_OPEN] = n - 1
+    cnt[C_EPOCH] += 1
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -509,6 +512,7 @@ def roll_position(t, m, i,
     pos_i[i, PI_MID_T] = t
     pos_f[i, PF_KS] = k_new
     pos_f[i, PF_KL] = kl_new
+    cnt[C_EPOCH] += 1
     pos_f[i, PF_CREDIT] = new_credit
     pos_f[i, PF_OPEN_COST] = comm_leg
     pos_f[i, PF_MID_S] = ms_new
