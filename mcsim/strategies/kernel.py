@@ -248,13 +248,14 @@ def _entries(t, m, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
-def _carry(t, m, spot, ip, fp, uf, hold, st, out_path, out_month):
-    """Step 0: interest on cash and dividends on shares over (t-1, t] (buy-and-hold reinvests)."""
+def _carry(t, m, any_shares, spot, ip, fp, uf, hold, st, out_path, out_month):
+    """Step 0: interest on cash and dividends on shares over (t-1, t] (buy-and-hold reinvests);
+    `any_shares` False: no shares are held (dividends skipped)."""
     reinvest = ip[IP_KIND] == KIND_BUY_HOLD
     cash = st[ST_CASH]
     interest = cash * fp[FP_ER]
     div = 0.0
-    for j in range(ip[IP_N_SU]):
+    for j in range(ip[IP_N_SU] if any_shares else 0):
         u = ip[IP_SU0 + j]
         sh = hold[u, H_SHARES]
         if sh != 0.0:
@@ -377,6 +378,8 @@ def run_path(spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, 
     reserved = 0.0
     epoch = np.int64(-1)
     idle_epoch = np.int64(-1)
+    shares_epoch = np.int64(-1)
+    any_shares = True
     max_dd = 0.0
     run = 0
     max_run = 0
@@ -393,18 +396,26 @@ def run_path(spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, 
             m += 1
             month_end += month
         if t >= 1:
-            _carry(t, m, spot, ip, fp, uf, hold, st, out_path, out_month)
+            if cnt[C_EPOCH] != shares_epoch:
+                # an option strategy's shares change only when a position ends (epoch moves)
+                any_shares = not options
+                for j in range(n_su):
+                    if hold[ip[IP_SU0 + j], H_SHARES] != 0.0:
+                        any_shares = True
+                if options:
+                    shares_epoch = cnt[C_EPOCH]
+            _carry(t, m, any_shares, spot, ip, fp, uf, hold, st, out_path, out_month)
         if options and cnt[C_OPEN] > 0:
+            # expiries settle; every position still open is priced once at this close (marks,
+            # rules, fills); one pass, as a settlement never changes another position's price
             i = np.int64(0)
             while i < cnt[C_OPEN]:
                 if pos_i[i, PI_EXP] == t:
                     settle_expiry(t, m, i, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st,
                                   cnt, out_path, out_month, log)
                 else:
+                    pos_mids(t, i, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold)
                     i += 1
-            # every position still open is priced once at this close (marks, rules, fills)
-            for i in range(cnt[C_OPEN]):
-                pos_mids(t, i, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold)
             if early:
                 _early_assignments(t, m, spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st,
                                    cnt, out_path, out_month, log)
