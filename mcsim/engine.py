@@ -56,6 +56,7 @@ _MONEY = {
     "capital_used": C.F_CAPITAL_USED, "withdrawn": C.F_WITHDRAWN,
 }
 _MIN_THREAD_PATHS = 64   # below this many paths per thread a chunk runs on one thread
+_RANGES_PER_THREAD = 8   # row ranges per thread in a chunk (load balance)
 _STD_TINY = 1e-12        # a monthly std below this makes sharpe / sortino undefined (nan)
 
 
@@ -234,8 +235,12 @@ def _with_steps(kp: KernelParams, n_steps: int, n_months: int) -> KernelParams:
 
 
 def _split(rows: int, threads: int):
-    """Contiguous row ranges, one per thread (fewer for small chunks)."""
-    k = max(1, min(threads, rows // _MIN_THREAD_PATHS))
+    """Contiguous row ranges for the thread pool: several per thread, so a thread that finishes
+    early takes the next range (paths cost unequal time); one range on one thread or for a
+    small chunk. Paths are independent, so the split never changes a result."""
+    if threads <= 1:
+        return [(0, rows)] if rows > 0 else [(0, 0)]
+    k = max(1, min(threads * _RANGES_PER_THREAD, rows // _MIN_THREAD_PATHS))
     edges = np.linspace(0, rows, k + 1).astype(np.int64)
     return [(int(edges[i]), int(edges[i + 1])) for i in range(k) if edges[i + 1] > edges[i]] or [(0, 0)]
 
