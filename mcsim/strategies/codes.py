@@ -91,13 +91,11 @@ IP_CAP = 25           # position slots
 IP_LOG = 26           # 1: write the event log (replay)
 IP_N_SU = 27          # number of the strategy's underlyings
 IP_TAB_LEN = 28       # L: tables below hold k = e - t = 0..L-1 steps to expiry
-IP_TAB_SQT = 29       # uf[u, ip[IP_TAB_SQT] + 5 k + j], interleaved by k: j = 0 sqrt(k / spy),
-IP_TAB_DFR = 30       # 1 exp(-r k / spy), 2 exp(-q_u k / spy), 3 (r - q_u) k / spy,
-IP_TAB_DFQ = 31       # 4 1 / sqrt(k / spy) (0 at k = 0); IP_TAB_DFR..ISQT hold the column of j = 1..4
-IP_TAB_DRIFT = 32     # for k = 0
-IP_TAB_ISQT = 33
-IP_SU0 = 34           # ip[IP_SU0 + j]: market index of the strategy's j-th underlying
-N_IP = 34             # fixed part; ip has N_IP + n_su entries
+IP_TAB = 29           # uf[u, ip[IP_TAB] + 5 k + j], the tables interleaved by k: j = 0 sqrt(k / spy),
+                      # 1 exp(-r k / spy), 2 exp(-q_u k / spy), 3 (r - q_u) k / spy, 4 1 / sqrt(k / spy)
+                      # (0 at k = 0)
+IP_SU0 = 30           # ip[IP_SU0 + j]: market index of the strategy's j-th underlying
+N_IP = 30             # fixed part; ip has N_IP + n_su entries
 
 # fp: float parameters
 FP_PUT_VAL = 0        # delta (absolute) or otm_pct

@@ -45,7 +45,7 @@ from .positions import (
 # entries
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@njit(cache=True, nogil=True, _nrt=False)
 def _entry_expiry(t, u, is_call, atm, ip, fp, uf):
     """(expiry step, tau years) of a new option on u at step t (high IV applied)."""
     active = ip[IP_HIV_MODE] != HIV_OFF and high_iv_active(t, u, atm, ip, fp)

@@ -186,7 +186,7 @@ def to_kernel(rules: StrategyRules, scenario: Scenario, log: bool = False) -> Ke
 
 
 def _with_tables(uf: np.ndarray, scenario: Scenario, ip: np.ndarray) -> np.ndarray:
-    """Append per-underlying tables over k = 0..L-1 steps to expiry (see codes.IP_TAB_*).
+    """Append per-underlying tables over k = 0..L-1 steps to expiry (see codes.IP_TAB).
 
     L covers every (expiry - step) an open position can have: the longest entry dte (or
     roll_dte + roll_out_days) plus one listed-expiry spacing. Values are computed exactly as the
@@ -202,12 +202,7 @@ def _with_tables(uf: np.ndarray, scenario: Scenario, ip: np.ndarray) -> np.ndarr
     out = np.zeros((n_u, base + 5 * L))
     out[:, :base] = uf
     ip[C.IP_TAB_LEN] = L
-    # interleaved by k, so the kernel's five loads for one k share one row offset
-    ip[C.IP_TAB_SQT] = base
-    ip[C.IP_TAB_DFR] = base + 1
-    ip[C.IP_TAB_DFQ] = base + 2
-    ip[C.IP_TAB_DRIFT] = base + 3
-    ip[C.IP_TAB_ISQT] = base + 4
+    ip[C.IP_TAB] = base    # interleaved by k: the kernel's five loads for one k are adjacent
     r = float(run.risk_free_rate)
     for j, u in enumerate(scenario.underlyings):
         q = float(u.dividend_yield)

@@ -31,7 +31,7 @@ from .codes import (
     ACT_EXPIRE_WORTHLESS, ACT_ROLL, C_EPOCH, C_LOG, C_OPEN, F_ASSIGNMENTS, F_CALLED_AWAY, F_CALLS_SOLD,
     F_CLOSES, F_EARLY, F_EXPIRED, F_LOST, F_OPTIONS_SOLD, F_PREMIUM, F_PROFIT_TAKES, F_PUTS_SOLD,
     F_REALISED, F_ROLLS, F_SPREADS_SOLD, F_STOP_LOSSES, F_SUM_LOSS, F_SUM_WIN, F_WON, FP_COMM,
-    FP_FEE, H_LOG_S, H_LOG_T, IP_TAB_LEN, IP_TAB_SQT,
+    FP_FEE, H_LOG_S, H_LOG_T, IP_TAB, IP_TAB_LEN,
     FP_PROFIT_TAKE, FP_RATE, FP_ROLL_DELTA, FP_STOP_LOSS, H_CYCLE, H_PRICE, H_SHARES,
     IP_CLOSE_DTE, IP_CLOSE_DTE_ON, IP_CLOSE_IF_UNABLE, IP_KIND, IP_LOG, IP_MAX_ROLLS,
     IP_MIN_STRIKE, IP_N_SU, IP_ROLL_CREDIT_ONLY, IP_ROLL_DTE, IP_ROLL_OUT, IP_ROLL_WHEN, IP_SPY,
@@ -67,7 +67,7 @@ def mids_at(t, u, k, ks, log_ks, kl, log_kl, is_call, two, spot, atm, reg, ip, f
         hold[u, H_LOG_S] = math.log(s)
         hold[u, H_LOG_T] = t
     if k < ip[IP_TAB_LEN]:
-        o = ip[IP_TAB_SQT] + 5 * k      # the five tables interleave by k (params._with_tables)
+        o = ip[IP_TAB] + 5 * k      # the five tables interleave by k (params._with_tables)
         sqt = uf[u, o]
         df_r = uf[u, o + 1]
         df_q = uf[u, o + 2]
@@ -419,7 +419,7 @@ def close_position(t, m, i, why,
              spot, atm, reg, ip, fp, uf, pos_i, pos_f, hold, st, cnt, out_path, out_month, log)
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@njit(cache=True, nogil=True, _nrt=False)
 def challenged(t, i, spot, atm, reg, ip, fp, uf, pos_i, pos_f):
     """Roll trigger: ITM (put S < K, call S > K, spread S < Ks) or |delta| >= roll_delta."""
     u = pos_i[i, PI_U]
@@ -436,7 +436,7 @@ def challenged(t, i, spot, atm, reg, ip, fp, uf, pos_i, pos_f):
     return s < k
 
 
-@njit(cache=True, nogil=True, _nrt=False, inline="always")
+@njit(cache=True, nogil=True, _nrt=False)
 def min_strike_level(u, ip, hold):
     """Covered-call floor level ($ per share): cost basis, purchase price or nan (none)."""
     ms = ip[IP_MIN_STRIKE]
