@@ -529,6 +529,8 @@ def summarize_tables(per_path: pd.DataFrame, monthly: pd.DataFrame, ctx: Summary
 
 def summarize(result) -> dict:
     """JSON-serialisable metrics of a `Result` (every path, every strategy, every pair)."""
+    if not all(hasattr(result, a) for a in ("per_path", "monthly", "scenario")):
+        raise TypeError(f"summarize: result must be a mcsim.Result (from mcsim.simulate; got {type(result).__name__})")
     ctx = SummaryContext.from_result(result)
     out = summarize_tables(result.per_path, result.monthly, ctx)
     out["run"] = to_jsonable({
