@@ -36,6 +36,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from .scenario import BASELINE_NAMES
+
 __all__ = [
     "QUANTILES",
     "CONFIDENCE",
@@ -471,12 +473,18 @@ def _aligned(per_path: pd.DataFrame, name: str) -> pd.DataFrame:
     return per_path[per_path["strategy"] == name].set_index("path").sort_index()
 
 
-def paired_comparison(per_path: pd.DataFrame, a: str, b: str) -> dict:
+def paired_comparison(per_path: pd.DataFrame, a: str, b: str, aligned: dict | None = None) -> dict:
     """A vs B on common paths: mean differences of CAGR and max drawdown depth, P(final_A > final_B).
 
     `max_drawdown_depth` differences are depth_A - depth_B: positive means A fell further.
+    `aligned` (optional) caches each strategy's rows indexed by path, for many pairs.
     """
-    ta, tb = _aligned(per_path, a), _aligned(per_path, b)
+    if aligned is None:
+        aligned = {}
+    for s in (a, b):
+        if s not in aligned:
+            aligned[s] = _aligned(per_path, s)
+    ta, tb = aligned[a], aligned[b]
     common = ta.index.intersection(tb.index)
     if len(common) != len(ta) or len(common) != len(tb):
         raise ValueError(f"paired comparison {a} vs {b}: strategies were not run on the same paths")
@@ -500,6 +508,20 @@ def paired_comparison(per_path: pd.DataFrame, a: str, b: str) -> dict:
 # summary
 
 
+MAX_ALL_PAIRS = 16  # up to this many strategies (baselines included) every pair is compared
+
+
+def comparison_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
+    """(a, b) pairs of the paired comparison: every pair of up to MAX_ALL_PAIRS strategies, above
+    that each strategy against each baseline (so 1,000 strategies give 2,000 pairs, not 500,000)."""
+    names = list(names)
+    if len(names) <= MAX_ALL_PAIRS:
+        return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    base = [b for b in BASELINE_NAMES if b in names]
+    pairs = [(a, b) for a in names if a not in base for b in base]
+    return pairs + [(a, b) for i, a in enumerate(base) for b in base[i + 1:]]
+
+
 def summarize_tables(per_path: pd.DataFrame, monthly: pd.DataFrame, ctx: SummaryContext,
                      *, pairs: bool = True) -> dict:
     """Metrics of every strategy in `ctx.strategies` and the paired comparison of every pair."""
@@ -515,7 +537,8 @@ def summarize_tables(per_path: pd.DataFrame, monthly: pd.DataFrame, ctx: Summary
             "mean_se": "Monte Carlo standard error; path-month means clustered by path",
             "income_months": "full months only",
             "var": "k = ceil(n (1 - level)); VaR = -k-th worst total_return, CVaR = -mean of the k worst",
-            "paired": "per-path differences a - b on common paths; ci95 = mean +- 1.96 se",
+            "paired": (f"per-path differences a - b on common paths; ci95 = mean +- 1.96 se; every pair of up to "
+                       f"{MAX_ALL_PAIRS} strategies, above that each strategy against the baselines"),
             "regimes": "conditioned on each path's dominant_regime",
             "initial_equity": ctx.initial_equity,
             "years": ctx.years,
@@ -523,7 +546,8 @@ def summarize_tables(per_path: pd.DataFrame, monthly: pd.DataFrame, ctx: Summary
         "metrics": {s: strategy_metrics(by_p[s], by_m.get(s, empty_m), ctx) for s in names},
     }
     if pairs:
-        out["paired"] = [paired_comparison(per_path, a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+        cache = {k: g.set_index("path").sort_index() for k, g in by_p.items()}
+        out["paired"] = [paired_comparison(per_path, a, b, cache) for a, b in comparison_pairs(names)]
     return to_jsonable(out)
 
 
