@@ -47,6 +47,16 @@ def fake_engine(monkeypatch):
     monkeypatch.setattr(mcsim, "replay", fake_replay, raising=False)
 
 
+@pytest.fixture(scope="module")
+def a_result(tmp_path_factory) -> Path:
+    """A genuine result directory (no plots), written once for the module."""
+    from test_metrics import synthetic_result
+
+    out = tmp_path_factory.mktemp("result") / "r"
+    io.write_results(synthetic_result(n_paths=10), out, plots=False)
+    return out
+
+
 def snapshot(root: Path) -> dict:
     """Every entry under `root` (symlinks not followed): relative path -> bytes, 'dir' or link target."""
     out = {}
@@ -98,14 +108,13 @@ def test_force_on_the_home_directory_refused_and_untouched(tiny, tmp_path):
 
 @pytest.mark.parametrize("what", ["plain file", "other directory", "symlink to a result", "root", "working directory",
                                   "result with a foreign file", "forged marker"])
-def test_force_refuses_what_is_not_an_mcsim_result(what, tiny, tmp_path, fake_engine, capsys, monkeypatch):
+def test_force_refuses_what_is_not_an_mcsim_result(what, tiny, tmp_path, fake_engine, capsys, monkeypatch, a_result):
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
     (work / "sentinel.txt").write_text("keep me")
     real = work / "real_result"
-    assert cli.main(["run", str(tiny), "--paths", "10", "--out", str(real), "--quiet"]) == 0
-    capsys.readouterr()
+    shutil.copytree(a_result, real)
     target = {
         "plain file": work / "sentinel.txt",
         "other directory": work / "mine",
