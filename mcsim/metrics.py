@@ -309,6 +309,31 @@ def _path_means(pos: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
         return s / c
 
 
+def _month_start_equity(mo: pd.DataFrame, initial: float) -> np.ndarray:
+    """Equity at the start of each monthly row (in the rows' order): the previous month's end
+    equity (after its withdrawal), `initial` in month 0."""
+    eq = mo["equity"].to_numpy(dtype=np.float64)
+    month = mo["month"].to_numpy()
+    path = mo["path"].to_numpy()
+    order = np.lexsort((month, path))  # path-major, months ascending (already so from the engine)
+    e, m, p = eq[order], month[order], path[order]
+    prev = np.empty(len(e))
+    if len(e):
+        prev[0] = initial
+        prev[1:] = e[:-1]
+        follows = np.r_[False, (m[1:] == m[:-1] + 1) & (p[1:] == p[:-1])]
+        prev[~follows] = np.where(m[~follows] == 0, initial, np.nan)  # a missing month: unknown start
+    start = np.empty(len(e))
+    start[order] = prev
+    return start
+
+
+def _path_nanmeans(pos: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Mean of the finite `values` per path row (nan for a path without any)."""
+    ok = np.isfinite(values)
+    return _path_means(pos[ok], values[ok], n)
+
+
 def _income_block(pp: pd.DataFrame, mo: pd.DataFrame, ctx: SummaryContext) -> dict:
     full = _full_months(mo)
     pos, n = _path_positions(full["path"].to_numpy(), pp)
@@ -321,9 +346,15 @@ def _income_block(pp: pd.DataFrame, mo: pd.DataFrame, ctx: SummaryContext) -> di
         d["share_negative"] = _num((v < 0).mean()) if len(v) else None
         d["share_negative_se"] = _num(_finite(neg).std(ddof=1) / math.sqrt(len(_finite(neg)))) if len(_finite(neg)) > 1 else None
         out[col] = d
-    scale = 1.0 / (ctx.initial_equity * ctx.years)
-    out["annual_premium_yield"] = _mean(pp["premium_collected"].to_numpy(dtype=np.float64) * scale)
-    out["annual_realised_yield"] = _mean(pp["realised_pnl"].to_numpy(dtype=np.float64) * scale)
+    # yields on the equity at work: per path, the mean over full months of income / month-start
+    # equity, times 12 (not total / initial equity, which overstates once equity has fallen)
+    start = _month_start_equity(mo, ctx.initial_equity)
+    if len(full) != len(mo):
+        start = start[~mo["partial"].to_numpy(dtype=bool)]
+    for col, key in (("premium", "annual_premium_yield"), ("realised_pnl", "annual_realised_yield")):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(start > 0.0, full[col].to_numpy(dtype=np.float64) / start, np.nan)
+        out[key] = _mean(12.0 * _path_nanmeans(pos, ratio, n))
     out["annual_mtm_return"] = _mean(pp["cagr"].to_numpy(dtype=np.float64))
     return out
 
