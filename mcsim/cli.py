@@ -237,10 +237,11 @@ def _default_out(scenario_text: str, suffix: str = "") -> Path:
 
 
 def cmd_run(args) -> int:
-    from . import io, metrics
+    from . import io, memory, metrics
 
     sets = _run_sets(args)
     scenario = _load(args.scenario, sets)
+    memory.check_run(scenario, summarize=True, write=True)
     target = Path(args.out) if args.out else _default_out(args.scenario)
     io.check_target(target, args.force)
     with io.staged_dir(target, force=args.force) as tmp:
@@ -308,7 +309,7 @@ def _combine(results: list, stems: list[str]):
 
 
 def cmd_compare(args) -> int:
-    from . import io, metrics
+    from . import io, memory, metrics
 
     if len(args.scenarios) < 2:
         _fail("mcsim compare: error: SCENARIO: needs at least 2 scenario files (got 1)")
@@ -321,6 +322,7 @@ def cmd_compare(args) -> int:
         sets.append(f"run.chunk_paths={args.chunk_paths}")
     scenarios = [_load(s, sets) for s in args.scenarios]
     _check_shared_market(scenarios, [str(s) for s in args.scenarios])
+    memory.check_compare(scenarios)
     target = Path(args.out) if args.out else None
     if target is not None:
         io.check_target(target, args.force)
@@ -429,7 +431,7 @@ def _metrics_rows(result, names_map: dict[str, str], point_cols: dict) -> list[d
 def cmd_sweep(args) -> int:
     import pandas as pd
 
-    from . import io, plots
+    from . import io, memory, plots
     from .scenario import parse_scenario
 
     if args.metric not in SWEEP_METRICS:
@@ -437,6 +439,7 @@ def cmd_sweep(args) -> int:
     grid = _parse_grid(args.grid)
     sets = _run_sets(args)
     keys = [k for k, _ in grid]
+    memory.check_sweep(math.prod(len(v) for _, v in grid))
     points = list(itertools.product(*[v for _, v in grid]))
     scenarios = [_load(args.scenario, sets + [f"{k}={v}" for k, v in zip(keys, pt)]) for pt in points]
     base = scenarios[0]
@@ -446,6 +449,7 @@ def cmd_sweep(args) -> int:
     names = [s.name for s in base.strategies] + list(BASELINES)
     varied = {_strategy_of_key(k, base.to_dict()) for k in keys}
     strategy_only = all(k.startswith("strategies.") for k in keys) and None not in varied
+    memory.check_sweep(len(points), scenarios, varied if strategy_only else None)
     t0 = time.perf_counter()
     with io.staged_dir(target, force=args.force) as tmp:
         rows: list[dict] = []
@@ -529,6 +533,9 @@ def cmd_replay(args) -> int:
     dest = out / "trades.csv"
     if dest.exists() and not args.force:
         _fail(f'mcsim: error: --out: "{dest}" is not allowed (it already exists; pass --force to replace it)')
+    from . import memory
+
+    memory.check_replay_command(scenario, args.strategy, pick=not isinstance(args.path, int))
     path = args.path
     if not isinstance(path, int):
         path = _pick_path(_simulate(scenario, args), args.strategy, path)

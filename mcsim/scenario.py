@@ -19,6 +19,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .errors import ScenarioError
+from .memory import MAX_PATHS
 from .validation import (
     Table, bad_value, check_correlation, check_matrix, check_stochastic, fmt_value, is_irreducible,
     stationary_distribution,
@@ -438,7 +439,7 @@ def _parse_run(t: Table) -> RunConfig:
     run = RunConfig(
         horizon_years=t.number("horizon_years", d.horizon_years, lo=0.0, hi=100.0, lo_open=True),
         steps_per_year=t.integer("steps_per_year", d.steps_per_year, lo=1, hi=100000),
-        paths=t.integer("paths", d.paths, lo=1),
+        paths=t.integer("paths", d.paths, lo=1, hi=MAX_PATHS),
         seed=t.integer("seed", d.seed, lo=0, hi=2**63 - 1),
         initial_equity=t.number("initial_equity", d.initial_equity, lo=0.0, lo_open=True),
         risk_free_rate=t.number("risk_free_rate", d.risk_free_rate, lo=-0.2, hi=1.0),
