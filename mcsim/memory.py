@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 MAX_PATHS = 10**9            # run.paths upper bound (validation), whatever the memory
-MAX_GRID_POINTS = 10_000     # sweep grid points upper bound, whatever the memory
+MAX_GRID_POINTS = 2_500      # sweep grid points upper bound (e.g. 50 x 50), whatever the memory
 MAX_BYTES = 1 << 40          # absolute cap of the budget: 1 TiB
 FALLBACK_BYTES = 4 << 30     # budget base when neither /proc/meminfo, cgroups nor sysconf answer
 BUDGET_SHARE = 0.85          # share of the available memory a run may plan to use
@@ -345,9 +345,11 @@ def check(estimate: int, what: str, advice: str) -> None:
     """Raise MemoryBudgetError (one line) if `estimate` bytes exceed the budget."""
     budget, desc = budget_bytes()
     if estimate > budget:
+        env = (f"or raise {ENV_LIMIT}" if os.environ.get(ENV_LIMIT, "").strip()
+               else f"or set {ENV_LIMIT}, e.g. {ENV_LIMIT}=8G, to plan with more")
         raise MemoryBudgetError(
             f"memory: {what} needs about {format_bytes(estimate)} at its peak, more than the "
-            f"{desc} available; {advice} (or set {ENV_LIMIT}, e.g. {ENV_LIMIT}=8G)")
+            f"{desc} available; {advice} ({env})")
 
 
 def _max_paths(scenario, budget: int, chunk_paths=None, n_steps=None, **kw) -> int:
@@ -373,7 +375,8 @@ def _run_advice(scenario, n_paths, chunk_paths, n_steps=None, **kw) -> str:
         parts.append(f"reduce --paths (run.paths; about {fit:,} fit)")
     else:
         parts.append("reduce --paths (run.paths)")
-    if R > 1024:
+    ph = _phases(scenario, n_paths, chunk_paths, n_steps=n_steps, **kw)
+    if R > 256 and ph["market"] * 4 >= max(ph.values()):     # the chunk buffers matter
         parts.append("--chunk-paths (run.chunk_paths)")
     parts.append(f"or the steps (run.horizon_years x run.steps_per_year = {n:,})")
     return ", ".join(parts)
