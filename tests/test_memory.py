@@ -107,6 +107,28 @@ def test_parse_bytes_and_env_override(monkeypatch):
     assert 0 < b <= min(avail, memory.MAX_BYTES) and src in desc
 
 
+def test_cgroup_limits(tmp_path):
+    proc = tmp_path / "cgroup"
+    proc.write_text("4:memory:/job\n0::/job\n")
+    assert memory._cgroup_free(str(tmp_path), str(proc)) is None          # no limit files
+    v2 = tmp_path / "job"
+    v2.mkdir()
+    (v2 / "memory.max").write_text("max\n")
+    assert memory._cgroup_free(str(tmp_path), str(proc)) is None          # unlimited
+    (v2 / "memory.max").write_text(f"{2**30}\n")
+    (v2 / "memory.current").write_text(f"{2**29}\n")
+    (v2 / "memory.stat").write_text(f"anon 5\ninactive_file {2**28}\n")
+    assert memory._cgroup_free(str(tmp_path), str(proc)) == 2**30 - 2**28
+    (v2 / "memory.max").unlink()
+    v1 = tmp_path / "memory" / "job"
+    v1.mkdir(parents=True)
+    (v1 / "memory.limit_in_bytes").write_text(f"{2**31}\n")
+    (v1 / "memory.usage_in_bytes").write_text(f"{2**30}\n")
+    assert memory._cgroup_free(str(tmp_path), str(proc)) == 2**30
+    (v1 / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # v1 "unlimited"
+    assert memory._cgroup_free(str(tmp_path), str(proc)) is None
+
+
 def test_simulate_refused_before_allocating(monkeypatch):
     sc = load_scenario(SPY, ["run.horizon_years=0.25"])
     monkeypatch.setenv(memory.ENV_LIMIT, "20M")
