@@ -276,24 +276,31 @@ def estimate_run_bytes(scenario, n_paths=None, chunk_paths=None, *, n_steps=None
                        summarize=summarize, write=write).values())
 
 
-def replay_log_rows(kp, n_steps: int, n_months: int) -> int:
-    """Upper bound of the trade-log rows of one path (the buffer `replay_market` allocates).
+def replay_log_rows(rules, n_steps: int, n_months: int) -> int:
+    """Upper bound of the trade-log rows of one path of `rules` (a StrategyRules, baselines
+    included): the buffer `replay_market` allocates.
 
-    From the kernel's rules: at most one opening per underlying per entry day (t < n, every
-    `entry_every_days` steps), one ending row per opened position, at most one roll per open
+    From the kernel's rules: at most one opening per underlying per entry day (steps t < n with
+    t % entry_every_days == 0), one ending row per opened position, at most one roll per open
     position per step and max_rolls per position, one withdrawal per month end, the `end` row.
     """
-    from .strategies import codes as C
-
-    ip = kp.ip
     n = int(n_steps)
-    every = max(int(ip[C.IP_ENTRY_EVERY]), 1)
-    n_su = int(ip[C.IP_N_SU])
-    options = int(ip[C.IP_KIND]) <= C.KIND_SPREAD
-    opens = -(-n // every) * n_su if options else 0
-    cap = max(int(ip[C.IP_CAP]), 1)
-    rolls = min(opens * int(ip[C.IP_MAX_ROLLS]), (n + 1) * cap) if options else 0
-    return 2 * opens + rolls + n_months + 2 + 8
+    options = rules.kind in ("wheel", "put_write", "bull_put_spread")
+    n_su = len(rules.underlyings)
+    opens = -(-n // max(int(rules.entry_every_days), 1)) * n_su if options else 0
+    per_u = int(rules.sizing.max_open) if rules.kind == "bull_put_spread" else 1
+    rolls = min(opens * int(rules.manage.max_rolls), (n + 1) * n_su * per_u) if options else 0
+    return 2 * opens + rolls + int(n_months) + 2 + 8
+
+
+def _rules_of(scenario, name: str):
+    from .strategies.params import all_strategies
+
+    for r in all_strategies(scenario):
+        if r.name == name:
+            return r
+    raise ScenarioError(f"strategy: {name!r} is not allowed (must be one of "
+                        f"{', '.join(r.name for r in all_strategies(scenario))})")
 
 
 def estimate_replay_bytes(scenario, log_rows: int, market_rows: int = 1, *, n_steps=None,
@@ -427,21 +434,21 @@ def check_replay(scenario, kp, n_steps: int, n_months: int, market_rows: int = 1
                  simulate_paths: int | None = None, chunk_paths=None) -> int:
     """Refuse a replay whose log (and picking simulate) cannot fit; returns the log's rows (the
     capacity `replay_market` allocates)."""
-    rows = replay_log_rows(kp, n_steps, n_months)
+    name = getattr(kp, "name", kp)           # KernelParams (engine) or a strategy name
+    rules = _rules_of(scenario, name)
+    rows = replay_log_rows(rules, n_steps, n_months)
     est = estimate_replay_bytes(scenario, rows, market_rows, n_steps=n_steps,
                                 simulate_paths=simulate_paths, chunk_paths=chunk_paths)
     budget, _ = budget_bytes()
     if est > budget:
-        from .strategies import codes as C
-
         own = estimate_replay_bytes(scenario, rows, market_rows, n_steps=n_steps)
         if simulate_paths and own < est:
-            what = f"replay of {kp.name} (picking the path simulates all {int(simulate_paths):,} paths)"
+            what = f"replay of {name} (picking the path simulates all {int(simulate_paths):,} paths)"
             advice = ("give a path index instead of worst|median|best, or " +
                       _run_advice(scenario, simulate_paths, chunk_paths, n_steps))
         else:
-            what = f"replay of {kp.name} (a trade log of up to {rows:,} rows)"
-            advice = (f"reduce sizing.max_open (now {int(kp.ip[C.IP_MAX_OPEN])}), raise "
+            what = f"replay of {name} (a trade log of up to {rows:,} rows)"
+            advice = (f"reduce sizing.max_open (now {int(rules.sizing.max_open)}), raise "
                       f"entry_every_days, or shorten run.horizon_years / run.steps_per_year "
                       f"({int(n_steps):,} steps)")
         check(est, what, advice)
@@ -485,11 +492,7 @@ def check_compare(scenarios) -> int:
 def check_replay_command(scenario, strategy: str, pick: bool) -> int:
     """`mcsim replay`: refuse before simulating when the log of `strategy` (and, with `pick`, the
     simulate choosing worst|median|best) cannot fit."""
-    from .engine import _strategy_rules, _with_steps
-    from .strategies.params import to_kernel
-
     run = scenario.run
     n = run.n_steps
-    nm = -(-n // run.month_steps)
-    kp = _with_steps(to_kernel(_strategy_rules(scenario, strategy), scenario, log=True), n, nm)
-    return check_replay(scenario, kp, n, nm, 1, run.paths if pick else None, run.chunk_paths)
+    return check_replay(scenario, strategy, n, -(-n // run.month_steps), 1,
+                        run.paths if pick else None, run.chunk_paths)
