@@ -1,8 +1,9 @@
 """Subprocess helper of tests/test_memory.py: peak RSS of simulate + summarize vs the estimate.
 
 Usage: python _rss_probe.py SCENARIO PATHS [KEY=VALUE ...]. Prints one JSON line: measured bytes
-(peak RSS during simulate + summarize minus the RSS just before, after imports and compilation;
-the peak is reset through /proc/self/clear_refs) and the estimate.
+(peak RSS during simulate + summarize minus the RSS just before, after imports and compilation,
+less the file-backed pages faulted in meanwhile; the peak is reset through /proc/self/clear_refs)
+and the estimate.
 """
 
 import gc
@@ -30,12 +31,15 @@ def main() -> None:
     gc.collect()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")                                        # reset the peak (VmHWM, ru_maxrss)
-    base = _status("VmRSS")
+    base, file0 = _status("VmRSS"), _status("RssFile")
     res = mcsim.simulate(sc, n_paths=n)
     metrics.summarize(res)
     peak = max(_status("VmHWM"), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    # file-backed pages faulted (back) in meanwhile (libraries, numba's cache; many when other
+    # processes press on memory) are not the run's allocations: not counted
+    files = max(_status("RssFile") - file0, 0)
     est = memory.estimate_run_bytes(sc, n, summarize=True)
-    print(json.dumps({"paths": n, "measured": peak - base, "estimate": est}))
+    print(json.dumps({"paths": n, "measured": peak - base - files, "file_pages": files, "estimate": est}))
 
 
 if __name__ == "__main__":

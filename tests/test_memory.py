@@ -250,11 +250,14 @@ def test_cli_message_names_what_to_change():
 # (a) estimate vs measured peak RSS (last: the tests above have filled numba's cache)
 
 RSS_CASES = [  # (paths, overrides, measured / estimate must lie in [lo, hi])
-    (2_000, ["run.horizon_years=0.25"], (0.0, memory.MEASURED_HI)),   # small: an upper bound
+    (2_000, ["run.horizon_years=0.25"], None),   # ~25 MB: only measured <= estimate + SMALL_SLACK
     (20_000, ["run.horizon_years=0.25"], (memory.MEASURED_LO, memory.MEASURED_HI)),
     (60_000, ["run.horizon_years=0.25"], (memory.MEASURED_LO, memory.MEASURED_HI)),
     (10_000, ["run.horizon_years=2"], (memory.MEASURED_LO, memory.MEASURED_HI)),
 ]
+# Below ~50 MB, allocator reuse and lazily loaded code move the measurement by tens of MB either
+# way; the estimate is then only checked as a bound with this slack.
+SMALL_SLACK = 48 * 2**20
 
 
 @pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux /proc/self/clear_refs")
@@ -269,11 +272,15 @@ def test_estimate_vs_measured_peak_rss():
                  for n, sets, _ in RSS_CASES[i:i + 2]]
         procs += [(p, *p.communicate(timeout=300)) for p in batch]
     lines = []
-    for (n, sets, (lo, hi)), (p, out, err) in zip(RSS_CASES, procs):
+    for (n, sets, bounds), (p, out, err) in zip(RSS_CASES, procs):
         assert p.returncode == 0, err
         r = json.loads(out.strip().splitlines()[-1])
         ratio = r["measured"] / r["estimate"]
-        lines.append(f"{n} paths {sets}: measured {r['measured'] / 2**20:.0f} MiB, "
-                     f"estimate {r['estimate'] / 2**20:.0f} MiB, ratio {ratio:.2f}")
-        assert lo <= ratio <= hi, lines[-1]
+        lines.append(f"{n} paths {sets}: measured {r['measured'] / 2**20:.0f} MiB (file pages "
+                     f"{r['file_pages'] / 2**20:.0f} MiB not counted), estimate "
+                     f"{r['estimate'] / 2**20:.0f} MiB, ratio {ratio:.2f}")
+        if bounds is None:
+            assert r["measured"] <= r["estimate"] + SMALL_SLACK, lines[-1]
+        else:
+            assert bounds[0] <= ratio <= bounds[1], lines[-1]
     print("\n".join(lines))
