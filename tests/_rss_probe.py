@@ -32,14 +32,18 @@ def main() -> None:
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")                                        # reset the peak (VmHWM, ru_maxrss)
     base, file0 = _status("VmRSS"), _status("RssFile")
+    import time
+    t0 = time.perf_counter()
     res = mcsim.simulate(sc, n_paths=n)
     metrics.summarize(res)
+    wall = time.perf_counter() - t0
     peak = max(_status("VmHWM"), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     # file-backed pages faulted (back) in meanwhile (libraries, numba's cache; many when other
     # processes press on memory) are not the run's allocations: not counted
     files = max(_status("RssFile") - file0, 0)
     est = memory.estimate_run_bytes(sc, n, summarize=True)
-    print(json.dumps({"paths": n, "measured": peak - base - files, "file_pages": files, "estimate": est}))
+    print(json.dumps({"paths": n, "measured": peak - base - files, "file_pages": files, "estimate": est,
+                      "seconds": round(wall, 2)}))
 
 
 if __name__ == "__main__":

@@ -255,9 +255,10 @@ RSS_CASES = [  # (paths, overrides, measured / estimate must lie in [lo, hi])
     (60_000, ["run.horizon_years=0.25"], (memory.MEASURED_LO, memory.MEASURED_HI)),
     (10_000, ["run.horizon_years=2"], (memory.MEASURED_LO, memory.MEASURED_HI)),
 ]
-# Below ~50 MB, allocator reuse and lazily loaded code move the measurement by tens of MB either
-# way; the estimate is then only checked as a bound with this slack.
-SMALL_SLACK = 48 * 2**20
+# Below ~50 MB the measurement moves by tens of MB either way (allocator reuse of start-up memory;
+# inside a long pytest session the 2k-path probe has measured 7, 40 and 96 MB for the same run),
+# so the estimate is only checked as a bound with this slack.
+SMALL_SLACK = 128 * 2**20
 
 
 @pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux /proc/self/clear_refs")
@@ -278,7 +279,7 @@ def test_estimate_vs_measured_peak_rss():
         ratio = r["measured"] / r["estimate"]
         lines.append(f"{n} paths {sets}: measured {r['measured'] / 2**20:.0f} MiB (file pages "
                      f"{r['file_pages'] / 2**20:.0f} MiB not counted), estimate "
-                     f"{r['estimate'] / 2**20:.0f} MiB, ratio {ratio:.2f}")
+                     f"{r['estimate'] / 2**20:.0f} MiB, ratio {ratio:.2f}, {r['seconds']} s")
         if bounds is None:
             assert r["measured"] <= r["estimate"] + SMALL_SLACK, lines[-1]
         else:
