@@ -31,7 +31,8 @@ a market sweep simulates the points one after another and keeps only their metri
 Measured against peak RSS (tests/test_memory.py; spy_wheel, 4 portfolios; RSS above the process
 after imports and compilation, the peak reset through /proc/self/clear_refs): `simulate` +
 `summarize` measured / estimate = 0.64-0.81 at 20k-60k paths x 63 steps, 0.88 at 10k paths x 504
-steps (the test accepts [MEASURED_LO, MEASURED_HI] = [0.5, 1.5]); the whole `mcsim run` 0.72-0.83
+steps in a fresh process (the test accepts [MEASURED_LO, MEASURED_HI] = [0.5, 1.5]; inside a
+long pytest session a fixed 40-90 MB more was seen, 1.15 at 20k paths); the whole `mcsim run` 0.72-0.83
 (20k and 50k paths x 1,260 steps, 200k x 252). Below ~20 MB the allocator reuses memory freed
 during start-up and the estimate is only an upper bound. The estimate errs high on purpose.
 
