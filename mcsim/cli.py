@@ -31,7 +31,6 @@ __all__ = ["main", "scenario_dirs", "build_parser"]
 EXIT_BAD_INPUT = 2
 EXIT_ENVIRONMENT = 1
 EXIT_INTERRUPTED = 130
-MAX_GRID_POINTS = 1000  # a sweep's grid points (each one a full set of per-path results)
 BASELINES = ("buy_and_hold", "cash")
 MARKET_FIELDS = ("run", "regimes", "underlyings", "correlation", "shocks")
 SWEEP_METRICS = (
@@ -250,10 +249,11 @@ def _default_out(scenario_text: str, suffix: str = "") -> Path:
 
 
 def cmd_run(args) -> int:
-    from . import io, metrics
+    from . import io, memory, metrics
 
     sets = _run_sets(args)
     scenario = _load(args.scenario, sets)
+    memory.check_run(scenario, summarize=True, write=True)
     target = Path(args.out) if args.out else _default_out(args.scenario)
     io.check_target(target, args.force)
     with io.staged_dir(target, force=args.force) as tmp:
@@ -322,7 +322,7 @@ def _combine(results: list, stems: list[str]):
 
 
 def cmd_compare(args) -> int:
-    from . import io, metrics
+    from . import io, memory, metrics
 
     if len(args.scenarios) < 2:
         _fail("mcsim compare: error: SCENARIO: needs at least 2 scenario files (got 1)")
@@ -335,6 +335,7 @@ def cmd_compare(args) -> int:
         sets.append(f"run.chunk_paths={args.chunk_paths}")
     scenarios = [_load(s, sets) for s in args.scenarios]
     _check_shared_market(scenarios, [str(s) for s in args.scenarios])
+    memory.check_compare(scenarios)
     target = Path(args.out) if args.out else None
     if target is not None:
         io.check_target(target, args.force)
@@ -370,11 +371,6 @@ def _parse_grid(items: Sequence[str]) -> list[tuple[str, list[str]]]:
         if any(k == key for k, _ in grid):
             _fail(f'mcsim sweep: error: --grid: "{key}" is not allowed (each key once)')
         grid.append((key, values))
-    n = math.prod(len(v) for _, v in grid)
-    if n > MAX_GRID_POINTS:
-        sizes = " x ".join(str(len(v)) for _, v in grid)
-        _fail(f"mcsim sweep: error: --grid: {sizes} = {n:,} points is not allowed (must be at most "
-              f"{MAX_GRID_POINTS:,} grid points; sweep fewer values or split the sweep)")
     return grid
 
 
@@ -448,7 +444,7 @@ def _metrics_rows(result, names_map: dict[str, str], point_cols: dict) -> list[d
 def cmd_sweep(args) -> int:
     import pandas as pd
 
-    from . import io, plots
+    from . import io, memory, plots
     from .scenario import parse_scenario
 
     if args.metric not in SWEEP_METRICS:
@@ -456,6 +452,7 @@ def cmd_sweep(args) -> int:
     grid = _parse_grid(args.grid)
     sets = _run_sets(args)
     keys = [k for k, _ in grid]
+    memory.check_sweep(math.prod(len(v) for _, v in grid))
     points = list(itertools.product(*[v for _, v in grid]))
     scenarios = [_load(args.scenario, sets + [f"{k}={v}" for k, v in zip(keys, pt)]) for pt in points]
     base = scenarios[0]
@@ -465,6 +462,7 @@ def cmd_sweep(args) -> int:
     names = [s.name for s in base.strategies] + list(BASELINES)
     varied = {_strategy_of_key(k, base.to_dict()) for k in keys}
     strategy_only = all(k.startswith("strategies.") for k in keys) and None not in varied
+    memory.check_sweep(len(points), scenarios, varied if strategy_only else None)
     t0 = time.perf_counter()
     with io.staged_dir(target, force=args.force) as tmp:
         rows: list[dict] = []
@@ -478,7 +476,7 @@ def cmd_sweep(args) -> int:
                     if e["name"] in varied:
                         extra.append({**e, "name": f"{e['name']}@{i}"})
             raw["strategies"] = keep + extra
-            combined = parse_scenario(raw, source=base.source)
+            combined = parse_scenario(raw, source=base.source, max_strategies=None)
             result = _simulate(combined, args)
             n_paths, n_steps = result.n_paths, result.n_steps
             fixed = _metrics_rows(result, {s: s for s in names if s not in varied}, {})
@@ -548,6 +546,9 @@ def cmd_replay(args) -> int:
               f"worst, median or best)")
     out = Path(args.out) if args.out else _default_out(args.scenario, f"-replay-{args.strategy}-{args.path}")
     io.check_target(out, args.force)
+    from . import memory
+
+    memory.check_replay_command(scenario, args.strategy, pick=not isinstance(args.path, int))
     path = args.path
     with io.staged_dir(out, force=args.force) as tmp:
         if not isinstance(path, int):

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .market import BLOCK, MarketPaths, generate_market, market_params, resolve_threads
+from .memory import check_market_run, check_replay, check_run
 from .scenario import Scenario
 from .validation import check_instance_arg, check_int_arg
 from .strategies import codes as C
@@ -291,6 +292,7 @@ def simulate(scenario: Scenario, n_paths: int | None = None, seed: int | None = 
     n_paths = run.paths if n_paths is None else n_paths
     seed = run.seed if seed is None else seed
     chunk = run.chunk_paths if chunk is None else chunk
+    check_run(scenario, n_paths, chunk)
     t0 = time.perf_counter()
     plan = _Plan(scenario, n_paths, run.n_steps, threads)
     params = market_params(scenario)
@@ -332,6 +334,7 @@ def run_strategies(scenario: Scenario, market: MarketPaths, threads: int | None 
     """
     _check_market(scenario, market, "run_strategies")
     check_int_arg("run_strategies", "threads", threads, lo=1, optional=True)
+    check_market_run(scenario, market)
     t0 = time.perf_counter()
     plan = _Plan(scenario, market.n_paths, market.n_steps, threads)
     pool = ThreadPoolExecutor(plan.threads) if plan.threads > 1 else None
@@ -362,8 +365,7 @@ def replay_market(scenario: Scenario, market: MarketPaths, strategy: str, row: i
     month = scenario.run.month_steps
     nm = -(-n // month)
     kp = _with_steps(to_kernel(rules, scenario, log=True), n, nm)
-    cap = max(int(kp.ip[C.IP_CAP]), 1)
-    log = np.zeros(((n + 1) * (3 * cap + 3) + 8, C.N_L))
+    log = np.zeros((check_replay(scenario, kp, n, nm, market.n_paths), C.N_L))
     out_p = np.zeros((market.n_paths, C.N_F))
     months = np.zeros((market.n_paths, nm, C.N_M))
     rows = run_paths(market.spot, market.atm_iv, market.regime, row, row + 1, kp.ip, kp.fp, kp.uf,

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ScenarioError
+from .memory import MAX_PATHS
 from .validation import (
     Table, bad_value, check_correlation, check_matrix, check_stochastic, fmt_value, is_irreducible,
     stationary_distribution,
@@ -482,8 +483,12 @@ def _one_line(exc: BaseException) -> str:
 # parsing
 
 
-def parse_scenario(raw: dict, source: str = "") -> Scenario:
-    """Validate a raw scenario table (as read from TOML) into a `Scenario`."""
+def parse_scenario(raw: dict, source: str = "", max_strategies: int | None = MAX_STRATEGIES) -> Scenario:
+    """Validate a raw scenario table (as read from TOML) into a `Scenario`.
+
+    `max_strategies` (None: no limit) bounds the [[strategies]] entries; a sweep's internal
+    combined scenario is bounded by the memory estimate instead.
+    """
     top = Table(raw, "")
     top.expect(TOP_KEYS)
     title = top.string("title", "")
@@ -508,8 +513,8 @@ def parse_scenario(raw: dict, source: str = "") -> Scenario:
     costs = _parse_costs(Table(top.raw("costs", {}), "costs"))
     strategies: list[StrategyRules] = []
     entries = _array(top, "strategies")
-    if len(entries) > MAX_STRATEGIES:
-        raise bad_value("strategies", f"{len(entries)} entries", f"at most {MAX_STRATEGIES} [[strategies]] entries")
+    if max_strategies is not None and len(entries) > max_strategies:
+        raise bad_value("strategies", f"{len(entries)} entries", f"at most {max_strategies} [[strategies]] entries")
     for i, s in enumerate(entries):
         strategies.append(_parse_strategy(s, i, names, [x.name for x in strategies], run))
     top.finish()
@@ -540,7 +545,7 @@ def _parse_run(t: Table) -> RunConfig:
     run = RunConfig(
         horizon_years=t.number("horizon_years", d.horizon_years, lo=0.0, hi=100.0, lo_open=True),
         steps_per_year=t.integer("steps_per_year", d.steps_per_year, lo=1, hi=100000),
-        paths=t.integer("paths", d.paths, lo=1),
+        paths=t.integer("paths", d.paths, lo=1, hi=MAX_PATHS),
         seed=t.integer("seed", d.seed, lo=0, hi=2**63 - 1),
         initial_equity=t.number("initial_equity", d.initial_equity, lo=0.0, lo_open=True),
         risk_free_rate=t.number("risk_free_rate", d.risk_free_rate, lo=-0.2, hi=1.0),

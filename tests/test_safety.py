@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 
 import mcsim
-from mcsim import cli, io
+from mcsim import cli, io, memory
 from mcsim.scenario import MAX_STRATEGIES, load_scenario, parse_scenario
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -247,7 +247,7 @@ def test_sweep_grid_is_bounded(tiny, tmp_path, fake_engine, capsys):
     v300 = ",".join(str(0.1 + 0.001 * i) for i in range(300))
     line = fails(["sweep", tiny, "--grid", f"strategies.wheel.put.delta={v300}",
                   "--grid", f"strategies.wheel.call.delta={v300}", "--out", tmp_path / "sw"], capsys, 2, "--grid")
-    assert "90,000" in line and f"{cli.MAX_GRID_POINTS:,}" in line
+    assert "90,000" in line and f"{memory.MAX_GRID_POINTS:,}" in line
     assert not (tmp_path / "sw").exists()
 
 
