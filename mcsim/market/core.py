@@ -201,6 +201,7 @@ class MarketParams(NamedTuple):
     iv_floor: np.ndarray    # (n_u,)
     iv_decay: np.ndarray    # (n_u,): 0.5 ** (1 / shock_half_life_days)
     iv_beta: np.ndarray     # (n_u,)
+    ret_mean: np.ndarray    # (n_reg, n_u): expected log return per step (the shock response's zero)
     shock_ret: np.ndarray   # (n_steps+1, n_u): scheduled log-return gaps
     shock_iv: np.ndarray    # (n_steps+1, n_u): scheduled IV adds
 
@@ -277,6 +278,7 @@ def market_params(scenario) -> MarketParams:
         iv_floor=c(np.array([u.implied_vol.floor for u in und], dtype=np.float64)),
         iv_decay=c(np.array([0.5 ** (1.0 / u.implied_vol.shock_half_life_days) for u in und], dtype=np.float64)),
         iv_beta=c(np.array([u.implied_vol.shock_beta for u in und], dtype=np.float64)),
+        ret_mean=c(drift + lam * dt * jm),
         shock_ret=shock_ret,
         shock_iv=shock_iv,
     )
@@ -338,7 +340,7 @@ def generate_market(params: MarketParams, seed: int, first_path: int, n_paths: i
     blocks = covering_blocks(first_path, n_paths)
     p = params
     args = (p.spot0, p.log_spot0, p.drift, p.vol_sdt, p.chol, p.lam_dt, p.jump_mean, p.jump_std,
-            p.init_cdf, p.trans_cdf, p.iv_base, p.iv_floor, p.iv_decay, p.iv_beta, p.shock_ret,
+            p.init_cdf, p.trans_cdf, p.iv_base, p.iv_floor, p.iv_decay, p.iv_beta, p.ret_mean, p.shock_ret,
             p.shock_iv, spot, iv, reg)
 
     def run(task):
