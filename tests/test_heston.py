@@ -320,3 +320,38 @@ def test_common_jumps_need_equal_intensities(tmp_path):
         scenario(tmp_path, JUMPS_TOML.format(common="true"), ["underlyings.B.jump_intensity=20"])
     with pytest.raises(ScenarioError, match=r"^correlation\.common_jumps: 1 is not allowed \(must be true or false\)$"):
         scenario(tmp_path, JUMPS_TOML.format(common="1"))
+
+
+def test_heston_beside_a_constant_vol_underlying(tmp_path):
+    """The general loop (two underlyings, one with stochastic vol): E[v_T], both discounted
+    spots, the constant-vol column of `variance`, the 30-day IV, positive return correlation."""
+    body = RN_TOML.replace("initial_vol = 0.2", "initial_vol = 0.12") + """
+    [[underlyings]]
+    name = "QQQ"
+    spot = 300.0
+    volatility = 0.25
+    expected_return = 0.08
+    [correlation]
+    matrix = [[1.0, 0.8], [0.8, 1.0]]
+    """
+    sc = scenario(tmp_path, body)
+    m = simulate_market(sc, 30_000, seed=21)
+    t = 0.5
+    est, se = mean_se(m.variance[:, -1, 0])
+    exact = 0.04 + (0.0144 - 0.04) * math.exp(-3.0 * t)
+    assert abs(est - exact) <= TOL_SE * se and abs(est - 0.04) > TOL_SE * se
+    assert np.all(m.variance[:, :, 1] == 0.25**2)
+    for u, s0, mu, q in ((0, 100.0, 0.03, 0.01), (1, 300.0, 0.08, 0.0)):
+        est, se = mean_se(m.spot[:, -1, u] * math.exp(-(mu - q) * t))
+        assert abs(est - s0) <= TOL_SE * se, (u, est, se)
+    b = -math.expm1(-3.0 * 30 / 365) / (3.0 * 30 / 365)
+    assert np.allclose(m.atm_iv[:, :, 0], np.sqrt(0.04 + (m.variance[:, :, 0] - 0.04) * b), rtol=0, atol=1e-12)
+    assert np.all(m.atm_iv[:, :, 1] == 0.25)
+    # the return shocks carry the correlation, stochastic vol or not: SPY's return scaled by its
+    # variance at the step's start (pooled raw returns are diluted by E[sqrt v] / sqrt(E v))
+    x = np.diff(np.log(m.spot), axis=1)
+    live = m.variance[:, :-1, 0] > 1e-4
+    scaled = x[:, :, 0][live] / np.sqrt(m.variance[:, :-1, 0][live])
+    c = np.corrcoef(scaled, x[:, :, 1][live])[0, 1]
+    assert abs(c - 0.8) < 0.04, c  # (the step mixes v_t and v_{t+1}: 0.77 here)
+    assert np.corrcoef(x[:, :, 0].ravel(), x[:, :, 1].ravel())[0, 1] < 0.75

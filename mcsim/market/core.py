@@ -227,6 +227,8 @@ class MarketParams(NamedTuple):
     sv_k4: np.ndarray       # (n_u,)
     sv_v0: np.ndarray       # (n_u,): initial variance; -1 = theta of the path's initial regime
     sv_b: np.ndarray        # (n_u,): (1 - exp(-kappa tau)) / (kappa tau), tau = 30/365
+    sv_rho: np.ndarray      # (n_u,): spot_vol_correlation
+    sv_rhobar: np.ndarray   # (n_u,): sqrt(1 - rho^2)
     iv_jump_var: np.ndarray  # (n_reg, n_u): lambda (jump_mean^2 + jump_std^2)
     iv_premium: np.ndarray  # (n_reg, n_u)
     shock_ret: np.ndarray   # (n_steps+1, n_u): scheduled log-return gaps
@@ -334,6 +336,8 @@ def market_params(scenario) -> MarketParams:
         sv_k4=c(0.5 * dt * (1.0 - rho**2)),
         sv_v0=c(v0),
         sv_b=c(-np.expm1(-kappa * tau) / (kappa * tau)),
+        sv_rho=c(rho),
+        sv_rhobar=c(np.sqrt(1.0 - rho**2)),
         iv_jump_var=c(lam * (jm**2 + js**2)),
         iv_premium=c(np.array([[u.implied_vol.premium[r] for u in und] for r in range(n_reg)], dtype=np.float64)),
         shock_ret=shock_ret,
@@ -409,7 +413,8 @@ def generate_market(params: MarketParams, seed: int, first_path: int, n_paths: i
     if p.use_sv_kernel:
         var_out = variance if variance is not None else np.empty((1, 1, 1))
         sv_args = (p.common_jumps, p.has_sv, p.sv_drift, p.sv_exp, p.sv_c1, p.sv_c2, p.theta,
-                   p.sv_k2, p.sv_k3, p.sv_k4, p.sv_v0, p.sv_b, p.iv_jump_var, p.iv_premium, p.theta,
+                   p.sv_k2, p.sv_k3, p.sv_k4, p.sv_v0, p.sv_b, p.sv_rho, p.sv_rhobar, p.iv_jump_var,
+                   p.iv_premium, p.theta,
                    spot, iv, reg, var_out, variance is not None)
 
         def run(task):

@@ -21,8 +21,14 @@ exactly the order of `simulate_block` (so the price normals of a Heston scenario
 its constant-vol twin), except with common jumps: one hazard budget per path instead of one per
 underlying, and when N > 0 jumps land in a step, one size normal per underlying in order. The
 variance stream `vgen` (`variance_generator(seed, block)`) gives, per path in order and per step,
-n_underlyings normals, correlated across underlyings with the regime's correlation square root
-(only Heston underlyings use theirs). Both streams are functions of (seed, block) only.
+n_underlyings independent normals eta (only Heston underlyings use theirs). Both streams are
+functions of (seed, block) only.
+
+Shocks of a Heston underlying: the correlated price normal eps = (L_r z)[u] is the return shock,
+as for constant vol; it is split into the variance normal zv = rho eps + sqrt(1 - rho^2) eta and
+the QE price normal Z = sqrt(1 - rho^2) eps - rho eta, independent of zv. So returns keep the
+correlation matrix across underlyings whether they have stochastic vol or not, and a Heston
+scenario's returns move with the same normals as its constant-vol twin's.
 
 ATM IV of a Heston underlying at step t (regime r = regime[p, t]): the 30-calendar-day ATM IV
 sqrt(theta_r + (v_t - theta_r) B + lambda_r (jump_mean_r^2 + jump_std_r^2)) + premium_r + excess,
@@ -55,6 +61,8 @@ def _qe_step(m, s2, zv, a_mgf):
         aq = m / (1.0 + b2)
         bz = math.sqrt(b2) + zv
         y = 2.0 * a_mgf * aq
+        if y >= 1.0:  # E[exp(A v_next)] infinite (extreme rho > 0): first-order correction
+            return aq * bz * bz, -a_mgf * m
         if abs(y) < 0.01:  # 0.5 log(1 - y) by its series (error < 1e-16): no log on most steps
             half_log = -0.5 * y * (1.0 + y * (0.5 + y * (1.0 / 3.0 + y * (0.25 + y * (0.2 + y * (1.0 / 6.0))))))
         else:
@@ -65,14 +73,16 @@ def _qe_step(m, s2, zv, a_mgf):
     beta = (1.0 - p0) / m
     uu = 0.5 * math.erfc(-zv * 0.7071067811865476)  # QE's uniform: U = Phi(zv)
     vn = 0.0 if uu <= p0 else math.log((1.0 - p0) / (1.0 - uu)) / beta
+    if beta <= a_mgf:  # as above
+        return vn, -a_mgf * m
     return vn, -math.log(p0 + beta * (1.0 - p0) / (beta - a_mgf))
 
 
 @njit(cache=True, nogil=True)
 def _one_sv(gen, vgen, n_skip, n_take, dst, s0, x0, lam_dt, jump_mean, jump_std, jumps, init_cdf,
             trans_cdf, iv_floor, iv_decay, iv_beta, shock_ret, shock_iv, has_shock, sv_drift,
-            sv_exp, sv_c1, sv_c2, theta, sv_k2, sv_k3, sv_k4, sv_v0, sv_b, iv_jump_var, iv_premium,
-            spot, atm_iv, regime, variance, write_var):
+            sv_exp, sv_c1, sv_c2, theta, sv_k2, sv_k3, sv_k4, sv_v0, sv_b, rho, rhobar, iv_jump_var,
+            iv_premium, spot, atm_iv, regime, variance, write_var):
     """One Heston underlying: the draws of the general loop, per-path state in registers."""
     n_reg = init_cdf.shape[0]
     n_steps = spot.shape[1] - 1
@@ -102,8 +112,10 @@ def _one_sv(gen, vgen, n_skip, n_take, dst, s0, x0, lam_dt, jump_mean, jump_std,
             if write_var:
                 variance[row, 0, 0] = v
         for t in range(1, n_steps + 1):
-            z = gen.standard_normal()
-            zv = vgen.standard_normal()
+            eps = gen.standard_normal()
+            eta = vgen.standard_normal()
+            zv = rho * eps + rhobar * eta
+            z = rhobar * eps - rho * eta
             th = theta[r]
             m = th + (v - th) * sv_exp
             vn, k0 = _qe_step(m, v * sv_c1 + sv_c2[r], zv, a_mgf)
@@ -142,11 +154,13 @@ def simulate_block_sv(
     gen, vgen, n_skip, n_take, dst, spot0, log_spot0, drift, vol_sdt, chol, lam_dt, jump_mean,
     jump_std, init_cdf, trans_cdf, iv_base, iv_floor, iv_decay, iv_beta, ret_mean, shock_ret,
     shock_iv, common_jumps, has_sv, sv_drift, sv_exp, sv_c1, sv_c2, theta, sv_k2, sv_k3, sv_k4,
-    sv_v0, sv_b, iv_jump_var, iv_premium, var_const, spot, atm_iv, regime, variance, write_var,
+    sv_v0, sv_b, sv_rho, sv_rhobar, iv_jump_var, iv_premium, var_const, spot, atm_iv, regime,
+    variance, write_var,
 ):
     """Simulate paths [0, n_skip + n_take) of a block; store the last n_take at rows dst...
 
-    As `simulate_block`, plus: common_jumps (bool); per underlying has_sv (bool), sv_exp =
+    As `simulate_block`, plus: common_jumps (bool); per underlying has_sv (bool), sv_rho = rho,
+    sv_rhobar = sqrt(1 - rho^2), sv_exp =
     exp(-kappa dt), sv_c1 = xi^2 e (1 - e) / kappa, sv_k2 = rho/xi + dt (kappa rho/xi - 1/2) / 2,
     sv_k3 = sv_k4 = dt (1 - rho^2) / 2, sv_v0 (< 0: theta of the path's initial regime), sv_b =
     B of the 30-day IV; per regime and underlying sv_drift = (mu - q - lambda k) dt, sv_c2 =
@@ -179,7 +193,8 @@ def simulate_block_sv(
                 jump_mean[:, 0], jump_std[:, 0], any_jump, init_cdf, trans_cdf, iv_floor[0],
                 iv_decay[0], iv_beta[0], shock_ret[:, 0], shock_iv[:, 0], has_shock, sv_drift[:, 0],
                 sv_exp[0], sv_c1[0], sv_c2[:, 0], theta[:, 0], sv_k2[0], sv_k3[0], sv_k4[0], sv_v0[0],
-                sv_b[0], iv_jump_var[:, 0], iv_premium[:, 0], spot, atm_iv, regime, variance, write_var)
+                sv_b[0], sv_rho[0], sv_rhobar[0], iv_jump_var[:, 0], iv_premium[:, 0], spot, atm_iv,
+                regime, variance, write_var)
         return
 
     x = np.empty(n_u)
@@ -232,9 +247,10 @@ def simulate_block_sv(
                 for k in range(n_u):
                     w += chol[r, u, k] * z[k]
                 if has_sv[u]:
-                    wv = 0.0
-                    for k in range(n_u):
-                        wv += chol[r, u, k] * zv[k]
+                    # w is the return shock (correlated across underlyings as for constant vol);
+                    # split it into the variance shock wv and the part orthogonal to it, wz
+                    wv = sv_rho[u] * w + sv_rhobar[u] * zv[u]
+                    w = sv_rhobar[u] * w - sv_rho[u] * zv[u]
                     vt = v[u]
                     th = theta[r, u]
                     m = th + (vt - th) * sv_exp[u]
