@@ -235,6 +235,12 @@ def _simulate(scenario, args, label: str = ""):
         bar.close()
 
 
+def _warn(summary: dict) -> None:
+    """Each warning of the summary as one line on stderr (after the table, so it is seen)."""
+    for w in summary.get("warnings", []):
+        sys.stderr.write(printable(f"mcsim: warning: {w['message']}") + "\n")
+
+
 def _default_out(scenario_text: str, suffix: str = "") -> Path:
     return Path("results") / (Path(scenario_text).stem + suffix)
 
@@ -258,6 +264,7 @@ def cmd_run(args) -> int:
     print(printable(f"{scenario.title or Path(args.scenario).stem}: {result.n_paths:,} paths x {result.n_steps} steps, "
                     f"seed {result.seed}, {result.wall_time:.1f}s"))
     print(metrics.format_table(summary))
+    _warn(summary)
     print(printable(f"wrote {target}"))
     return 0
 
@@ -342,6 +349,7 @@ def cmd_compare(args) -> int:
                 "compare": {stem: sc.to_dict() for stem, sc in zip(stems, scenarios)}})
     print(printable(f"compare: {', '.join(map(str, args.scenarios))} on the same {paths:,} paths (seed {seed})"))
     print(metrics.format_table(summary))
+    _warn(summary)
     print()
     print("paired differences a - b over common paths (95% CI from per-path differences; unpaired CI for contrast);")
     print("dCAGR in percentage points; dMaxDD = a's max drawdown depth minus b's (negative: a falls less)")

@@ -55,6 +55,7 @@ __all__ = [
     "format_table",
     "paired_table",
     "format_paired_table",
+    "trade_warnings",
     "to_jsonable",
 ]
 
@@ -551,12 +552,49 @@ def summarize_tables(per_path: pd.DataFrame, monthly: pd.DataFrame, ctx: Summary
     return to_jsonable(out)
 
 
+NO_TRADE_SHARE = 0.5  # warn when an option strategy sells nothing on more than this share of paths
+
+
+def _no_trade_cause(rules, scenario) -> str:
+    """The likely reason an option strategy sells nothing: one contract does not fit its size."""
+    cash = rules.sizing.position_fraction * scenario.run.initial_equity
+    spots = {u.name: u.spot for u in scenario.underlyings if u.name in rules.underlyings}
+    if rules.sizing.contracts == "integer" and spots:
+        name, spot = min(spots.items(), key=lambda kv: kv[1])
+        if rules.kind == "bull_put_spread":
+            width = rules.width if rules.width is not None else rules.width_pct * spot
+            need, what = width * 100.0, f"one {width:g}-wide spread on {name} risks up to"
+        else:
+            need, what = spot * 100.0, f"one contract on {name} (spot {spot:,.2f}) secures about"
+        if need > cash:
+            return (f"{what} ${need:,.0f} but sizing.position_fraction x initial equity is ${cash:,.0f}: "
+                    f'use sizing.contracts = "fractional", a larger position_fraction or a cheaper underlying')
+    return "no listed strike met its rule on the entry days, or the credit after costs was not positive"
+
+
+def trade_warnings(result) -> list[dict]:
+    """Option strategies that opened no position on most paths, each with the likely cause."""
+    sc = result.scenario
+    rules = {s.name: s for s in sc.strategies}
+    out = []
+    for name, g in result.per_path.groupby("strategy", sort=False, observed=True):
+        r = rules.get(str(name)) or rules.get(str(name).split(":", 1)[-1])
+        if r is None or r.kind == "buy_and_hold" or len(g) == 0:
+            continue
+        share = float((g["options_sold"] == 0).mean())
+        if share > NO_TRADE_SHARE:
+            out.append({"strategy": str(name), "share_of_paths_without_a_sale": share,
+                        "message": f"{name} sold no option on {100 * share:.0f}% of paths ({_no_trade_cause(r, sc)})"})
+    return out
+
+
 def summarize(result) -> dict:
     """JSON-serialisable metrics of a `Result` (every path, every strategy, every pair)."""
     if not all(hasattr(result, a) for a in ("per_path", "monthly", "scenario")):
         raise TypeError(f"summarize: result must be a mcsim.Result (from mcsim.simulate; got {type(result).__name__})")
     ctx = SummaryContext.from_result(result)
     out = summarize_tables(result.per_path, result.monthly, ctx)
+    out["warnings"] = trade_warnings(result)
     out["run"] = to_jsonable({
         "seed": getattr(result, "seed", None),
         "n_paths": getattr(result, "n_paths", None),
