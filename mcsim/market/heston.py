@@ -56,9 +56,13 @@ def _qe_step(m, s2, zv, a_mgf):
     the variance normal zv and A = K2 + K4 / 2; k0 is the martingale-corrected K0 (minus the
     (K1 + K3/2) v_t term), so E[exp(k0 + A v_next)] = 1."""
     if s2 <= PSI_C * m * m:  # psi = s2 / m^2 <= psi_c (m > 0 here)
+        # b^2 = 2/psi - 1 + sqrt(2/psi) sqrt(2/psi - 1) = be (al + be), 1 + b^2 = al (al + be):
+        # two independent square roots, a short dependency chain from v_t to v_next
         t2 = 2.0 * m * m / s2
-        b2 = t2 - 1.0 + math.sqrt(t2 * (t2 - 1.0))
-        aq = m / (1.0 + b2)
+        al = math.sqrt(t2)
+        be = math.sqrt(t2 - 1.0)
+        b2 = be * (al + be)
+        aq = m / (al * (al + be))
         bz = math.sqrt(b2) + zv
         y = 2.0 * a_mgf * aq
         if y >= 1.0:  # E[exp(A v_next)] infinite (extreme rho > 0): first-order correction
