@@ -1,11 +1,13 @@
-"""Market generation throughput: GBM and 3-regime Merton, 200k paths x 252 steps, one underlying.
+"""Market generation throughput: GBM, 3-regime Merton and 3-regime Heston, 200k paths x 252 steps.
 
 Run: python benchmarks/bench_market.py [--paths N] [--chunk N] [--threads N] [--repeat N]
 
 Generates chunk by chunk into preallocated buffers (as the engine does: `generate_market(...,
 out=...)`), after a warm-up, and prints path-steps/s. A plain numpy GBM (per-chunk
 `Generator.standard_normal`, cumsum, exp into the same buffers, one thread) is measured in the
-same run for comparison. Also a one-shot `generate_market` of all paths (allocating ~17 bytes per
+same run for comparison. The stochastic-vol model (Heston, QE scheme, 3 regimes switching the
+long-run variance, jumps, the 30-day ATM IV) is timed the same way, with its variance path kept
+(one more float64 array per chunk, as `simulate_market` keeps it). Also a one-shot `generate_market` of all paths (allocating ~17 bytes per
 path-step). Peak memory: tracemalloc (numpy allocations) and ru_maxrss (whole process).
 """
 
@@ -58,6 +60,15 @@ shock_half_life_days = 10
 """
 
 
+HESTON3 = MERTON3.replace("volatility = [0.11, 0.17, 0.35]\n", "") + """
+[underlyings.stochastic_vol]
+mean_reversion = 4.0
+long_run_vol = [0.11, 0.17, 0.35]
+vol_of_vol = 0.6
+spot_vol_correlation = -0.7
+"""
+
+
 def load(text: str):
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "s.toml"
@@ -69,12 +80,14 @@ def bench_chunked(params, n_paths, chunk, threads, repeat, seed=1):
     n_u = len(params.underlyings)
     out = (np.empty((chunk, params.n_steps + 1, n_u)), np.empty((chunk, params.n_steps + 1, n_u)),
            np.empty((chunk, params.n_steps + 1), dtype=np.int8))
-    generate_market(params, seed, 0, min(chunk, 2 * BLOCK), out=out, threads=threads)  # warm-up
+    var = np.empty((chunk, params.n_steps + 1, n_u)) if params.any_sv else None
+    generate_market(params, seed, 0, min(chunk, 2 * BLOCK), out=out, threads=threads, variance=var)  # warm-up
     best = np.inf
     for _ in range(repeat):
         t0 = time.perf_counter()
         for first in range(0, n_paths, chunk):
-            generate_market(params, seed, first, min(chunk, n_paths - first), out=out, threads=threads)
+            generate_market(params, seed, first, min(chunk, n_paths - first), out=out, threads=threads,
+                            variance=var)
         best = min(best, time.perf_counter() - t0)
     return n_paths * params.n_steps / best, best
 
@@ -123,11 +136,14 @@ def main(argv=None) -> int:
     threads = resolve_threads(args.threads)
     gbm = market_params(load(GBM))
     mer = market_params(load(MERTON3))
+    hes = market_params(load(HESTON3))
+    assert hes.any_sv and not mer.any_sv
     print(f"market generation: {args.paths} paths x {gbm.n_steps} steps, 1 underlying, "
           f"chunk {args.chunk} paths, {threads} thread(s), best of {args.repeat}")
     tracemalloc.start()
     r_gbm, t_gbm = bench_chunked(gbm, args.paths, args.chunk, threads, args.repeat)
     r_mer, t_mer = bench_chunked(mer, args.paths, args.chunk, threads, args.repeat)
+    r_hes, t_hes = bench_chunked(hes, args.paths, args.chunk, threads, args.repeat)
     _, peak_chunked = tracemalloc.get_traced_memory()
     tracemalloc.reset_peak()
     r_np, t_np = numpy_gbm(gbm, args.paths, args.chunk, args.repeat)
@@ -139,6 +155,8 @@ def main(argv=None) -> int:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(f"  GBM (numba, chunked)          {r_gbm / 1e6:8.1f} M path-steps/s  ({t_gbm:.3f} s)   target >= 130")
     print(f"  3-regime Merton (chunked)     {r_mer / 1e6:8.1f} M path-steps/s  ({t_mer:.3f} s)   target >= 100")
+    print(f"  3-regime Heston + jumps       {r_hes / 1e6:8.1f} M path-steps/s  ({t_hes:.3f} s)   target >= 80; "
+          f"Heston/numpy-GBM = {r_hes / r_np:.2f}x, Heston/Merton = {r_hes / r_mer:.2f}x")
     print(f"  GBM plain numpy (1 thread)    {r_np / 1e6:8.1f} M path-steps/s  ({t_np:.3f} s)   "
           f"numba/numpy = {r_gbm / r_np:.2f}x")
     print(f"  GBM one-shot, all paths       {r_one / 1e6:8.1f} M path-steps/s  ({t_one:.3f} s, "

@@ -272,7 +272,7 @@ def cmd_run(args) -> int:
 def _market_view(sc) -> dict:
     run = dataclasses.replace(sc.run, paths=0, seed=0, chunk_paths=1)
     return {"run": run, "regimes": sc.regimes, "underlyings": sc.underlyings,
-            "correlation": sc.correlation, "shocks": sc.shocks}
+            "correlation": (sc.correlation, sc.common_jumps), "shocks": sc.shocks}
 
 
 def _check_shared_market(scenarios: list, names: list[str]) -> None:

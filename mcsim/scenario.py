@@ -31,6 +31,7 @@ __all__ = [
     "RunConfig",
     "Regimes",
     "ImpliedVolModel",
+    "StochasticVol",
     "Underlying",
     "Shock",
     "Costs",
@@ -160,8 +161,31 @@ class ImpliedVolModel:
 
 
 @dataclass(frozen=True)
+class StochasticVol:
+    """`[underlyings.stochastic_vol]`: Heston variance with leverage (annualised decimals).
+
+    dv = mean_reversion (long_run_vol_r^2 - v) dt + vol_of_vol sqrt(v) dW_v, corr(dW_S, dW_v) =
+    spot_vol_correlation; regimes switch the long-run level. `initial_vol` = sqrt(v_0); None:
+    long_run_vol of each path's initial regime (drawn from the stationary distribution when
+    regimes.initial = "stationary").
+    """
+
+    mean_reversion: float
+    long_run_vol: tuple[float, ...]
+    vol_of_vol: float
+    spot_vol_correlation: float
+    initial_vol: float | None = None
+
+    def long_run_var(self) -> np.ndarray:
+        return np.array(self.long_run_vol, dtype=np.float64) ** 2
+
+
+@dataclass(frozen=True)
 class Underlying:
-    """One `[[underlyings]]` entry. Per-regime tuples have one value per regime."""
+    """One `[[underlyings]]` entry. Per-regime tuples have one value per regime.
+
+    With `stochastic_vol`, `volatility` holds its long_run_vol (the level variance reverts to).
+    """
 
     name: str
     spot: float
@@ -174,9 +198,12 @@ class Underlying:
     strike_step: float
     expiry_every_days: int
     implied_vol: ImpliedVolModel
+    stochastic_vol: StochasticVol | None = None
 
     def atm_iv_base(self) -> np.ndarray:
-        """Per-regime ATM IV before shocks: sqrt(vol^2 + lambda (mu_J^2 + s_J^2)) + premium."""
+        """Per-regime ATM IV before shocks: sqrt(vol^2 + lambda (mu_J^2 + s_J^2)) + premium.
+
+        With stochastic vol: the 30-day ATM IV when the variance sits at its long-run level."""
         vol = np.array(self.volatility)
         lam = np.array(self.jump_intensity)
         jm = np.array(self.jump_mean)
@@ -287,6 +314,7 @@ class Scenario:
     correlation: tuple[tuple[tuple[float, ...], ...], ...]  # (n_regimes, n_u, n_u)
     costs: Costs
     strategies: tuple[StrategyRules, ...]
+    common_jumps: bool = False  # correlation.common_jumps: jumps on the same steps everywhere
     resolved: dict = field(compare=False, repr=False, hash=False, default_factory=dict)
     source: str = field(compare=False, default="")
 
@@ -509,7 +537,7 @@ def parse_scenario(raw: dict, source: str = "", max_strategies: int | None = MAX
     n_u = len(underlyings)
 
     shocks = tuple(_parse_shock(s, i, names, run.n_steps) for i, s in enumerate(_array(top, "shocks")))
-    correlation = _parse_correlation(top.raw("correlation", None), n_u, n_reg)
+    correlation, common_jumps = _parse_correlation(top.raw("correlation", None), n_u, n_reg, underlyings)
     costs = _parse_costs(Table(top.raw("costs", {}), "costs"))
     strategies: list[StrategyRules] = []
     entries = _array(top, "strategies")
@@ -527,6 +555,7 @@ def parse_scenario(raw: dict, source: str = "", max_strategies: int | None = MAX
         correlation=correlation,
         costs=costs,
         strategies=tuple(strategies),
+        common_jumps=common_jumps,
         resolved=copy.deepcopy(raw),
         source=source,
     )
@@ -623,7 +652,15 @@ def _parse_underlying(raw, i, n_reg, seen) -> Underlying:
     spot = t.number("spot", lo=0.0, lo_open=True)
     div = t.number("dividend_yield", 0.0, lo=0.0, hi=1.0, hi_open=True)
     mu = t.per_regime("expected_return", n_reg, 0.07, lo=-5.0, hi=5.0)
-    vol = t.per_regime("volatility", n_reg, lo=0.0, hi=5.0, lo_open=True)
+    sv = None
+    if t.has("stochastic_vol"):
+        if t.has("volatility"):
+            raise bad_value(f"underlyings.{name}.volatility", t.data["volatility"],
+                            f"absent when underlyings.{name}.stochastic_vol is set (choose one)")
+        sv = _parse_stochastic_vol(t.raw("stochastic_vol"), f"underlyings.{name}.stochastic_vol", n_reg)
+        vol = sv.long_run_vol
+    else:
+        vol = t.per_regime("volatility", n_reg, lo=0.0, hi=5.0, lo_open=True)
     lam = t.per_regime("jump_intensity", n_reg, 0.0, lo=0.0, hi=252.0)
     jm = t.per_regime("jump_mean", n_reg, 0.0, lo=-5.0, hi=5.0)
     js = t.per_regime("jump_std", n_reg, 0.0, lo=0.0, hi=5.0)
@@ -640,7 +677,7 @@ def _parse_underlying(raw, i, n_reg, seen) -> Underlying:
     )
     ivt.finish()
     t.finish()
-    und = Underlying(name, spot, div, mu, vol, lam, jm, js, step, every, ivm)
+    und = Underlying(name, spot, div, mu, vol, lam, jm, js, step, every, ivm, sv)
     base = und.atm_iv_base()
     for r in range(n_reg):
         if base[r] <= 0:
@@ -649,6 +686,20 @@ def _parse_underlying(raw, i, n_reg, seen) -> Underlying:
                 f"> -{base[r] - ivm.premium[r]:.6g} in regime {r} (ATM IV must stay > 0)",
             )
     return und
+
+
+def _parse_stochastic_vol(raw, path, n_reg) -> StochasticVol:
+    t = Table(raw, path)
+    t.expect(_keys(StochasticVol))
+    sv = StochasticVol(
+        mean_reversion=t.number("mean_reversion", lo=0.0, hi=1000.0, lo_open=True),
+        long_run_vol=t.per_regime("long_run_vol", n_reg, lo=0.0, hi=5.0, lo_open=True),
+        vol_of_vol=t.number("vol_of_vol", lo=0.0, hi=20.0, lo_open=True),
+        spot_vol_correlation=t.number("spot_vol_correlation", lo=-1.0, hi=1.0),
+        initial_vol=t.number("initial_vol", None, lo=0.0, hi=5.0),
+    )
+    t.finish()
+    return sv
 
 
 def _parse_shock(raw, i, names, n_steps) -> Shock:
@@ -668,12 +719,20 @@ def _parse_shock(raw, i, names, n_steps) -> Shock:
     return sh
 
 
-def _parse_correlation(raw, n_u, n_reg):
+def _parse_correlation(raw, n_u, n_reg, underlyings=()):
+    """(per-regime correlation matrices, common_jumps)."""
     eye = tuple(tuple(1.0 if i == j else 0.0 for j in range(n_u)) for i in range(n_u))
     if raw is None:
-        return tuple([eye] * n_reg)
+        return tuple([eye] * n_reg), False
     t = Table(raw, "correlation")
-    t.expect(("matrix", "per_regime"))
+    t.expect(("matrix", "per_regime", "common_jumps"))
+    common = t.boolean("common_jumps", False)
+    if common:
+        for u in underlyings[1:]:
+            if u.jump_intensity != underlyings[0].jump_intensity:
+                raise bad_value(f"underlyings.{u.name}.jump_intensity", list(u.jump_intensity),
+                                f"{list(underlyings[0].jump_intensity)} per regime, as for "
+                                f"{underlyings[0].name} (correlation.common_jumps = true)")
     has_m, has_p = t.has("matrix"), t.has("per_regime")
     if has_m and has_p:
         raise bad_value("correlation.per_regime", t.data["per_regime"], "absent when correlation.matrix is set (choose one)")
@@ -692,7 +751,7 @@ def _parse_correlation(raw, n_u, n_reg):
         check_correlation(mm, "correlation.matrix")
         out = tuple([mm] * n_reg)
     t.finish()
-    return out
+    return out, common
 
 
 def _parse_costs(t: Table) -> Costs:

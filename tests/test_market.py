@@ -502,15 +502,16 @@ def test_scheduled_shock_moves_log_spot_exactly(tmp_path):
     assert np.array_equal(a.atm_iv[:, :, 1], b.atm_iv[:, :, 1])
 
 
-def _iv_reference(spot, base, beta, half_life, floor, shock_iv):
-    """Plain-Python ATM IV from the spot path (one regime): the spec's recursion."""
+def _iv_reference(spot, base, beta, half_life, floor, shock_iv, ret_mean):
+    """Plain-Python ATM IV from the spot path (one regime): the spec's recursion, symmetric in
+    the demeaned log return (up days take back what down days add)."""
     decay = 0.5 ** (1.0 / half_life)
     iv = np.empty_like(spot)
     e = 0.0
     iv[0] = max(floor, base)
     for t in range(1, len(spot)):
         x = math.log(spot[t] / spot[t - 1])
-        e = e * decay + (beta * -x if x < 0 else 0.0) + shock_iv.get(t, 0.0)
+        e = e * decay - beta * (x - ret_mean) + shock_iv.get(t, 0.0)
         iv[t] = max(floor, base + e)
     return iv
 
@@ -521,15 +522,23 @@ def test_iv_shock_response_follows_recursion(tmp_path):
     sc = scenario(tmp_path, SHOCK_TOML.format(h=60 / 252, beta=beta) + SHOCK_TABLE.format(day=d))
     m = simulate_market(sc, 200, seed=2)
     base = sc.underlyings[0].atm_iv_base()[0]
+    xbar = float(market_params(sc).ret_mean[0, 0])
+    lam, jm = 2.0, -0.05
+    assert xbar == pytest.approx((0.07 - 0.5 * 0.2**2 - lam * math.expm1(jm + 0.5 * 0.05**2) + lam * jm) / 252, abs=1e-15)
     for i in range(0, 200, 20):
-        ref = _iv_reference(m.spot[i, :, 0], base, beta, 10.0, 0.05, {d: 0.15})
+        ref = _iv_reference(m.spot[i, :, 0], base, beta, 10.0, 0.05, {d: 0.15}, xbar)
         assert np.allclose(m.atm_iv[i, :, 0], ref, rtol=0, atol=1e-9)
-        wrong = _iv_reference(m.spot[i, :, 0], base, beta, 12.0, 0.05, {d: 0.15})
+        wrong = _iv_reference(m.spot[i, :, 0], base, beta, 12.0, 0.05, {d: 0.15}, xbar)
         assert not np.allclose(m.atm_iv[i, :, 0], wrong, rtol=0, atol=1e-9)
-    # a down day lifts IV, and the lift decays with the half-life
+        one_sided = _iv_reference(m.spot[i, :, 0], base, beta, 10.0, 0.05, {d: 0.15}, -1.0)  # old rule's shape
+        assert not np.allclose(m.atm_iv[i, :, 0], one_sided, rtol=0, atol=1e-9)
+    # a down day lifts IV by beta |x - E x| on top of the decayed excess
     x = np.diff(np.log(m.spot[:, :, 0]), axis=1)
     assert np.all(x[:, d - 1] < -0.1)
-    assert np.all(m.atm_iv[:, d, 0] >= base + 0.15 + beta * -x[:, d - 1] - 1e-12)
+    e_before = m.atm_iv[:, d - 1, 0] - base
+    ok = m.atm_iv[:, d - 1, 0] > 0.05  # floor not binding the day before
+    lift = m.atm_iv[:, d, 0] - base - e_before * 0.5 ** 0.1
+    assert np.allclose(lift[ok], 0.15 - beta * (x[ok, d - 1] - xbar), rtol=0, atol=1e-9)
     # QQQ has beta 0: flat IV
     assert np.all(m.atm_iv[:, :, 1] == sc.underlyings[1].atm_iv_base()[0])
     assert (x < 0).any()
@@ -544,7 +553,7 @@ def test_iv_shock_decays_with_half_life(tmp_path):
     a = simulate_market(scenario(tmp_path, body), 500, seed=3)
     b = simulate_market(scenario(tmp_path, body + SHOCK_TABLE.format(day=d)), 500, seed=3)
     x = np.log(a.spot[:, d, 0] / a.spot[:, d - 1, 0])  # unshocked return of the shock day
-    add = 0.15 + beta * (np.maximum(0.2 - x, 0.0) - np.maximum(-x, 0.0))
+    add = np.full_like(x, 0.15 + beta * 0.2)  # symmetric response: the gap adds beta * 0.2
     h = np.arange(0, 26)
     got = b.atm_iv[:, d:, 0] - a.atm_iv[:, d:, 0]
     assert np.allclose(got, add[:, None] * 0.5 ** (h / 10.0)[None, :], rtol=0, atol=1e-9)
@@ -552,6 +561,27 @@ def test_iv_shock_decays_with_half_life(tmp_path):
     assert np.allclose(got[:, 20], 0.25 * got[:, 0], rtol=0, atol=1e-9)
     assert not np.allclose(got[:, 10], 0.5 ** (10 / 12) * got[:, 0], rtol=0, atol=1e-6)  # wrong half-life
     assert np.all(b.atm_iv[:, :d] == a.atm_iv[:, :d])
+
+
+def test_shock_response_is_a_transient(tmp_path):
+    """shock_beta = 2, no scheduled shock: the time-average ATM IV excess over the base is zero
+    (within 0.01, and within 4 standard errors of the path means); the old one-sided rule sat
+    near +0.12."""
+    sc = scenario(tmp_path, SHOCK_TOML.format(h=2.0, beta=2.0))
+    m = simulate_market(sc, 4000, seed=5)
+    base = sc.underlyings[0].atm_iv_base()[0]
+    per_path = (m.atm_iv[:, 60:, 0] - base).mean(axis=1)  # after a 60-day burn-in from e = 0
+    est, se = per_path.mean(), per_path.std(ddof=1) / math.sqrt(len(per_path))
+    assert abs(est) < 0.01 and abs(est) < TOL_SE * se + 0.002, (est, se)  # floor adds a little
+    assert (m.atm_iv[:, :, 0] - base).std() > 0.03  # it does move: the response is on
+    x = np.diff(np.log(m.spot[:, :, 0]), axis=1)
+    old = np.zeros(x.shape[0])
+    e = np.zeros(x.shape[0])
+    for t in range(x.shape[1]):  # negative control: the one-sided rule inflates IV for good
+        e = e * 0.5 ** 0.1 + 2.0 * np.maximum(-x[:, t], 0.0)
+        if t >= 59:
+            old += e
+    assert (old / (x.shape[1] - 59)).mean() > 0.05
 
 
 def test_iv_floor_and_regime_base(tmp_path):

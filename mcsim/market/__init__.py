@@ -7,6 +7,7 @@ Public API: `MarketPaths`, `simulate_market`, and for the engine `market_params`
 
 from .core import (
     DEFAULT_ATM_IV,
+    IV_TENOR_DAYS,
     MarketParams,
     MarketPaths,
     generate_market,
@@ -15,7 +16,7 @@ from .core import (
     resolve_threads,
     simulate_market,
 )
-from .streams import BLOCK, block_generator, covering_blocks, stream_info
+from .streams import BLOCK, block_generator, covering_blocks, stream_info, variance_generator
 
 __all__ = [
     "MarketPaths",
@@ -26,8 +27,10 @@ __all__ = [
     "matrix_sqrt",
     "resolve_threads",
     "DEFAULT_ATM_IV",
+    "IV_TENOR_DAYS",
     "BLOCK",
     "block_generator",
     "covering_blocks",
     "stream_info",
+    "variance_generator",
 ]

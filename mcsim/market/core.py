@@ -16,8 +16,9 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from .heston import simulate_block_sv
 from .kernels import simulate_block
-from .streams import block_generator, covering_blocks
+from .streams import block_generator, covering_blocks, variance_generator
 
 __all__ = [
     "MarketPaths",
@@ -28,9 +29,11 @@ __all__ = [
     "matrix_sqrt",
     "resolve_threads",
     "DEFAULT_ATM_IV",
+    "IV_TENOR_DAYS",
 ]
 
 DEFAULT_ATM_IV = 0.20  # what MarketPaths.from_arrays fills in when no atm_iv is given
+IV_TENOR_DAYS = 30.0   # calendar days of the ATM IV in MarketPaths.atm_iv (like VIX)
 
 
 # --------------------------------------------------------------------------------------------
@@ -51,7 +54,10 @@ class MarketPaths:
 
     spot, atm_iv: (n_paths, n_steps + 1, n_underlyings) float64; regime: (n_paths, n_steps + 1)
     int8 (regime[p, t-1] is in effect during step (t-1, t]); `first_path` is the global number of
-    row 0 (rows are paths first_path, first_path + 1, ...).
+    row 0 (rows are paths first_path, first_path + 1, ...). `variance`: None unless some
+    underlying has stochastic vol; then (n_paths, n_steps + 1, n_underlyings) float64, the
+    instantaneous variance v_t (per year) of the Heston underlyings and vol_r^2 of the regime
+    in effect at t for the others. For a Heston underlying atm_iv is the 30-calendar-day ATM IV.
     """
 
     spot: np.ndarray
@@ -60,6 +66,7 @@ class MarketPaths:
     underlyings: tuple[str, ...]
     steps_per_year: int = 252
     first_path: int = 0
+    variance: np.ndarray | None = None
 
     def __post_init__(self):
         spot, iv, reg = self.spot, self.atm_iv, self.regime
@@ -69,6 +76,9 @@ class MarketPaths:
             raise ValueError(f"MarketPaths.atm_iv must be a float64 array of shape {spot.shape}")
         if not isinstance(reg, np.ndarray) or reg.shape != spot.shape[:2] or reg.dtype != np.int8:
             raise ValueError(f"MarketPaths.regime must be an int8 array of shape {spot.shape[:2]}")
+        var = self.variance
+        if var is not None and (not isinstance(var, np.ndarray) or var.shape != spot.shape or var.dtype != np.float64):
+            raise ValueError(f"MarketPaths.variance must be None or a float64 array of shape {spot.shape}")
         if isinstance(self.underlyings, str):
             object.__setattr__(self, "underlyings", (self.underlyings,))
         else:
@@ -201,6 +211,26 @@ class MarketParams(NamedTuple):
     iv_floor: np.ndarray    # (n_u,)
     iv_decay: np.ndarray    # (n_u,): 0.5 ** (1 / shock_half_life_days)
     iv_beta: np.ndarray     # (n_u,)
+    ret_mean: np.ndarray    # (n_reg, n_u): expected log return per step (the shock response's zero)
+    # stochastic variance and common jumps (mcsim.market.heston); constant-vol underlyings ignore sv_*
+    use_sv_kernel: bool     # some underlying has stochastic vol, or common jumps: simulate_block_sv
+    any_sv: bool            # some underlying has stochastic vol (MarketPaths.variance is filled)
+    common_jumps: bool
+    has_sv: np.ndarray      # (n_u,) bool
+    sv_drift: np.ndarray    # (n_reg, n_u): (mu - q - lambda k) dt
+    sv_exp: np.ndarray      # (n_u,): exp(-kappa dt)
+    sv_c1: np.ndarray       # (n_u,): xi^2 e (1 - e) / kappa
+    sv_c2: np.ndarray       # (n_reg, n_u): theta xi^2 (1 - e)^2 / (2 kappa)
+    theta: np.ndarray       # (n_reg, n_u): long-run variance (vol^2 for constant-vol underlyings)
+    sv_k2: np.ndarray       # (n_u,): Andersen's K2 with gamma2 = 1/2
+    sv_k3: np.ndarray       # (n_u,): K3 = K4 = dt (1 - rho^2) / 2
+    sv_k4: np.ndarray       # (n_u,)
+    sv_v0: np.ndarray       # (n_u,): initial variance; -1 = theta of the path's initial regime
+    sv_b: np.ndarray        # (n_u,): (1 - exp(-kappa tau)) / (kappa tau), tau = 30/365
+    sv_rho: np.ndarray      # (n_u,): spot_vol_correlation
+    sv_rhobar: np.ndarray   # (n_u,): sqrt(1 - rho^2)
+    iv_jump_var: np.ndarray  # (n_reg, n_u): lambda (jump_mean^2 + jump_std^2)
+    iv_premium: np.ndarray  # (n_reg, n_u)
     shock_ret: np.ndarray   # (n_steps+1, n_u): scheduled log-return gaps
     shock_iv: np.ndarray    # (n_steps+1, n_u): scheduled IV adds
 
@@ -256,6 +286,20 @@ def market_params(scenario) -> MarketParams:
             j = names.index(name)
             shock_ret[sh.day, j] += sh.log_return
             shock_iv[sh.day, j] += sh.iv_add
+    has_sv = np.array([u.stochastic_vol is not None for u in und], dtype=np.bool_)
+    kappa = np.ones(n_u)
+    xi = np.ones(n_u)
+    rho = np.zeros(n_u)
+    v0 = np.full(n_u, -1.0)
+    for j, u in enumerate(und):
+        sv = u.stochastic_vol
+        if sv is not None:
+            kappa[j], xi[j], rho[j] = sv.mean_reversion, sv.vol_of_vol, sv.spot_vol_correlation
+            if sv.initial_vol is not None:
+                v0[j] = sv.initial_vol**2
+    theta = vol**2
+    e = np.exp(-kappa * dt)
+    tau = IV_TENOR_DAYS / 365.0
     c = np.ascontiguousarray
     return MarketParams(
         underlyings=names,
@@ -277,6 +321,25 @@ def market_params(scenario) -> MarketParams:
         iv_floor=c(np.array([u.implied_vol.floor for u in und], dtype=np.float64)),
         iv_decay=c(np.array([0.5 ** (1.0 / u.implied_vol.shock_half_life_days) for u in und], dtype=np.float64)),
         iv_beta=c(np.array([u.implied_vol.shock_beta for u in und], dtype=np.float64)),
+        ret_mean=c(drift + lam * dt * jm),
+        use_sv_kernel=bool(has_sv.any() or scenario.common_jumps),
+        any_sv=bool(has_sv.any()),
+        common_jumps=bool(scenario.common_jumps),
+        has_sv=c(has_sv),
+        sv_drift=c((mu - q[None, :] - lam * k) * dt),
+        sv_exp=c(e),
+        sv_c1=c(xi**2 * e * (1.0 - e) / kappa),
+        sv_c2=c(theta * (xi**2 * (1.0 - e) ** 2 / (2.0 * kappa))[None, :]),
+        theta=c(theta),
+        sv_k2=c(rho / xi + 0.5 * dt * (kappa * rho / xi - 0.5)),
+        sv_k3=c(0.5 * dt * (1.0 - rho**2)),
+        sv_k4=c(0.5 * dt * (1.0 - rho**2)),
+        sv_v0=c(v0),
+        sv_b=c(-np.expm1(-kappa * tau) / (kappa * tau)),
+        sv_rho=c(rho),
+        sv_rhobar=c(np.sqrt(1.0 - rho**2)),
+        iv_jump_var=c(lam * (jm**2 + js**2)),
+        iv_premium=c(np.array([[u.implied_vol.premium[r] for u in und] for r in range(n_reg)], dtype=np.float64)),
         shock_ret=shock_ret,
         shock_iv=shock_iv,
     )
@@ -316,12 +379,14 @@ def _check_out(out, n_paths, n_steps, n_u):
 
 
 def generate_market(params: MarketParams, seed: int, first_path: int, n_paths: int, out=None,
-                    threads: int | None = None):
+                    threads: int | None = None, variance=None):
     """Paths [first_path, first_path + n_paths) for `seed`: (spot, atm_iv, regime) arrays.
 
     Bit-identical to the same rows of any larger run with the same seed and params, whatever
     `threads`. `out` = (spot, atm_iv, regime) preallocated C arrays with >= n_paths rows (the
     engine's per-chunk buffers); the returned arrays are then views of their first n_paths rows.
+    `variance`: None (not kept), or a C float64 array (>= n_paths, n_steps + 1, n_u) that
+    receives the variance path (see `MarketPaths.variance`); rows [0, n_paths) are written.
     """
     n_paths = int(n_paths)
     n_u = len(params.underlyings)
@@ -335,15 +400,35 @@ def generate_market(params: MarketParams, seed: int, first_path: int, n_paths: i
     seed = int(seed)
     if seed < 0:
         raise ValueError(f"seed must be >= 0 (got {seed})")
+    if variance is not None:
+        if (not isinstance(variance, np.ndarray) or variance.dtype != np.float64 or variance.ndim != 3
+                or variance.shape[1:] != (n_steps + 1, n_u) or variance.shape[0] < n_paths
+                or not variance.flags.c_contiguous or not variance.flags.writeable):
+            raise ValueError(f"variance: need a writeable C float64 array of shape (>= {n_paths}, {n_steps + 1}, {n_u})")
     blocks = covering_blocks(first_path, n_paths)
     p = params
-    args = (p.spot0, p.log_spot0, p.drift, p.vol_sdt, p.chol, p.lam_dt, p.jump_mean, p.jump_std,
-            p.init_cdf, p.trans_cdf, p.iv_base, p.iv_floor, p.iv_decay, p.iv_beta, p.shock_ret,
-            p.shock_iv, spot, iv, reg)
+    common = (p.spot0, p.log_spot0, p.drift, p.vol_sdt, p.chol, p.lam_dt, p.jump_mean, p.jump_std,
+              p.init_cdf, p.trans_cdf, p.iv_base, p.iv_floor, p.iv_decay, p.iv_beta, p.ret_mean,
+              p.shock_ret, p.shock_iv)
+    if p.use_sv_kernel:
+        var_out = variance if variance is not None else np.empty((1, 1, 1))
+        sv_args = (p.common_jumps, p.has_sv, p.sv_drift, p.sv_exp, p.sv_c1, p.sv_c2, p.theta,
+                   p.sv_k2, p.sv_k3, p.sv_k4, p.sv_v0, p.sv_b, p.sv_rho, p.sv_rhobar, p.iv_jump_var,
+                   p.iv_premium, p.theta,
+                   spot, iv, reg, var_out, variance is not None)
 
-    def run(task):
-        b, skip, take, dst = task
-        simulate_block(block_generator(seed, b), skip, take, dst, *args)
+        def run(task):
+            b, skip, take, dst = task
+            simulate_block_sv(block_generator(seed, b), variance_generator(seed, b), skip, take, dst,
+                              *common, *sv_args)
+    else:
+        args = common + (spot, iv, reg)
+
+        def run(task):
+            b, skip, take, dst = task
+            simulate_block(block_generator(seed, b), skip, take, dst, *args)
+            if variance is not None:
+                variance[dst:dst + take] = p.theta[reg[dst:dst + take].astype(np.intp)]
 
     n_workers = min(resolve_threads(threads), len(blocks))
     if n_workers <= 1:
@@ -370,5 +455,6 @@ def simulate_market(scenario, n_paths: int, seed: int, first_path: int = 0,
     first_path = check_int_arg("simulate_market", "first_path", first_path, lo=0)
     check_int_arg("simulate_market", "threads", threads, lo=1, optional=True)
     params = market_params(scenario)
-    spot, iv, reg = generate_market(params, seed, first_path, n_paths, threads=threads)
-    return MarketPaths(spot, iv, reg, params.underlyings, params.steps_per_year, int(first_path))
+    var = np.empty((n_paths, params.n_steps + 1, len(params.underlyings))) if params.any_sv else None
+    spot, iv, reg = generate_market(params, seed, first_path, n_paths, threads=threads, variance=var)
+    return MarketPaths(spot, iv, reg, params.underlyings, params.steps_per_year, int(first_path), var)

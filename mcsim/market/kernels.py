@@ -23,8 +23,12 @@ for each path of the block, in path order:
         transition matrix).
 
 Per step t, underlying u: x = drift[r,u] + vol_sdt[r,u] * (L_r z)[u] + jumps + shock_ret[t,u];
-log spot += x; IV excess = excess * decay + beta * max(-x, 0) + shock_iv[t,u];
+log spot += x; IV excess = excess * decay - beta * (x - ret_mean[r,u]) + shock_iv[t,u];
 atm_iv = max(floor, iv_base[regime[p,t], u] + excess).
+
+The shock response is symmetric in the demeaned log return (ret_mean[r,u] = E[x] in regime r,
+jumps included): a down day adds beta * |x - E x|, an up day takes the same away, so the excess
+has long-run mean zero (a transient); only the reported IV is floored.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ def simulate_block(
     iv_floor,
     iv_decay,
     iv_beta,
+    ret_mean,
     shock_ret,
     shock_iv,
     spot,
@@ -76,7 +81,7 @@ def simulate_block(
     """Simulate paths [0, n_skip + n_take) of a block; store the last n_take at rows dst...
 
     Shapes: spot0, log_spot0, iv_floor, iv_decay, iv_beta (n_u,); drift, vol_sdt, lam_dt,
-    jump_mean, jump_std, iv_base (n_reg, n_u); chol (n_reg, n_u, n_u); init_cdf (n_reg,);
+    jump_mean, jump_std, iv_base, ret_mean (n_reg, n_u); chol (n_reg, n_u, n_u); init_cdf (n_reg,);
     trans_cdf (n_reg, n_reg); shock_ret, shock_iv (n_steps+1, n_u); outputs spot, atm_iv
     (rows, n_steps+1, n_u) float64 and regime (rows, n_steps+1) int8.
     """
@@ -100,7 +105,7 @@ def simulate_block(
     if n_u == 1:
         _one(gen, n_skip, n_take, dst, spot0[0], log_spot0[0], drift[:, 0], vol_sdt[:, 0],
              chol[:, 0, 0], lam_dt[:, 0], jump_mean[:, 0], jump_std[:, 0], any_jump, init_cdf,
-             trans_cdf, iv_base[:, 0], iv_floor[0], iv_decay[0], iv_beta[0], shock_ret[:, 0],
+             trans_cdf, iv_base[:, 0], iv_floor[0], iv_decay[0], iv_beta[0], ret_mean[:, 0], shock_ret[:, 0],
              shock_iv[:, 0], has_shock, spot, atm_iv, regime)
         return
 
@@ -147,6 +152,7 @@ def simulate_block(
                         budget[u] = b - h
                         if nj > 0:
                             ret[u] += nj * jump_mean[r, u] + math.sqrt(nj) * jump_std[r, u] * gen.standard_normal()
+            r_step = r
             if n_reg > 1:
                 r = _next_regime(trans_cdf, r, gen.random())
             shocked = has_shock[t]
@@ -155,7 +161,7 @@ def simulate_block(
                 if shocked:
                     xr += shock_ret[t, u]
                 x[u] += xr
-                e = exc[u] * iv_decay[u] + iv_beta[u] * max(-xr, 0.0)
+                e = exc[u] * iv_decay[u] - iv_beta[u] * (xr - ret_mean[r_step, u])
                 if shocked:
                     e += shock_iv[t, u]
                 exc[u] = e
@@ -178,8 +184,8 @@ def _next_regime(trans_cdf, r, u):
 
 @njit(cache=True, nogil=True)
 def _one(gen, n_skip, n_take, dst, s0, x0, drift, vol_sdt, c00, lam_dt, jump_mean, jump_std,
-         jumps, init_cdf, trans_cdf, iv_base, iv_floor, iv_decay, iv_beta, shock_ret, shock_iv,
-         has_shock, spot, atm_iv, regime):
+         jumps, init_cdf, trans_cdf, iv_base, iv_floor, iv_decay, iv_beta, ret_mean, shock_ret,
+         shock_iv, has_shock, spot, atm_iv, regime):
     """One underlying: the same draws as the general loop, per-path state in registers."""
     n_reg = init_cdf.shape[0]
     n_steps = spot.shape[1] - 1
@@ -189,7 +195,9 @@ def _one(gen, n_skip, n_take, dst, s0, x0, drift, vol_sdt, c00, lam_dt, jump_mea
     jm = np.empty(n_reg)
     js = np.empty(n_reg)
     base = np.empty(n_reg)
+    xm = np.empty(n_reg)
     for r in range(n_reg):
+        xm[r] = ret_mean[r]
         a[r] = drift[r]
         sd[r] = vol_sdt[r] * c00[r]
         h[r] = lam_dt[r]
@@ -223,13 +231,14 @@ def _one(gen, n_skip, n_take, dst, s0, x0, drift, vol_sdt, c00, lam_dt, jump_mea
                         budget = gen.standard_exponential()
                     xr += nj * jm[r] + math.sqrt(nj) * js[r] * gen.standard_normal()
                 budget -= hr
+            mean_r = xm[r]
             if n_reg > 1:
                 r = _next_regime(trans_cdf, r, gen.random())
             if has_shock[t]:
                 xr += shock_ret[t]
-                e = e * iv_decay + iv_beta * max(-xr, 0.0) + shock_iv[t]
+                e = e * iv_decay - iv_beta * (xr - mean_r) + shock_iv[t]
             else:
-                e = e * iv_decay + iv_beta * max(-xr, 0.0)
+                e = e * iv_decay - iv_beta * (xr - mean_r)
             x += xr
             if write:
                 spot[row, t, 0] = math.exp(x)

@@ -11,6 +11,10 @@ Design (part of every result's provenance, see `stream_info()`):
   depend only on (seed, path number): any chunking, any `first_path`, any thread count gives the
   same bits. Producing path p costs simulating the paths before it in its block, so chunks that
   start on a multiple of BLOCK waste nothing.
+* Stochastic variance (mcsim.market.heston) draws its variance shocks from a second generator
+  per block, `variance_generator(seed, b)` = PCG64(SeedSequence([seed, b, 1])), consumed in the
+  same path-then-step order; the first stream is then consumed exactly as without it, so
+  scenarios without stochastic vol see the same numbers as before it existed.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ __all__ = [
     "KEYING",
     "STREAM_VERSION",
     "block_generator",
+    "variance_generator",
     "covering_blocks",
     "stream_info",
 ]
@@ -30,6 +35,7 @@ __all__ = [
 BLOCK = 1024
 BIT_GENERATOR = "PCG64"
 KEYING = "numpy.random.SeedSequence([seed, block])"
+VARIANCE_KEYING = "numpy.random.SeedSequence([seed, block, 1])"
 # Bump when the draw order inside the kernels changes (same seed would give different paths).
 STREAM_VERSION = 1
 
@@ -41,6 +47,15 @@ def block_generator(seed: int, block: int) -> np.random.Generator:
     if seed < 0 or block < 0:
         raise ValueError(f"seed and block must be >= 0 (got seed={seed}, block={block})")
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, block])))
+
+
+def variance_generator(seed: int, block: int) -> np.random.Generator:
+    """The variance-shock generator of block `block` for `seed` (stochastic vol only)."""
+    seed = int(seed)
+    block = int(block)
+    if seed < 0 or block < 0:
+        raise ValueError(f"seed and block must be >= 0 (got seed={seed}, block={block})")
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, block, 1])))
 
 
 def covering_blocks(first_path: int, n_paths: int) -> list[tuple[int, int, int, int]]:
@@ -71,6 +86,7 @@ def stream_info() -> dict:
         "block_paths": BLOCK,
         "bit_generator": BIT_GENERATOR,
         "keying": KEYING,
+        "variance_keying": VARIANCE_KEYING,
         "stream_version": STREAM_VERSION,
         "numpy": np.__version__,
     }
