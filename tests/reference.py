@@ -801,4 +801,4 @@ def run_reference(scenario, rules, spot, atm_iv, regime):
     """
     pr = PathRun(scenario, rules, spot, atm_iv, regime).run()
     monthly = pr.months()
-    return {"per_path": pr.per_path(monthly), "monthly": monthly, "log": pr.log}
+    return {"per_path": pr.per_path(monthly), "monthly": monthly, "log": pr.log, "equity": list(pr.equity_t)}
