@@ -46,8 +46,7 @@ __all__ = [
     "BASELINE_NAMES",
 ]
 
-STRATEGY_KINDS = ("wheel", "bull_put_spread", "put_write", "buy_and_hold")
-BASELINE_NAMES = ("buy_and_hold", "cash")
+from .kinds import BASELINE_NAMES, KINDS, STRATEGY_KINDS  # noqa: E402  (the one registry)
 MIN_STRIKE_CHOICES = ("cost_basis", "none", "purchase_price")
 ROLL_WHEN_CHOICES = ("off", "itm", "delta")
 CONTRACTS_CHOICES = ("integer", "fractional")
@@ -259,6 +258,12 @@ class Scenario:
     strategies: tuple[StrategyRules, ...]
     resolved: dict = field(compare=False, repr=False, hash=False, default_factory=dict)
     source: str = field(compare=False, default="")
+
+    def __post_init__(self):
+        # also for a Scenario built (or `dataclasses.replace`d) in Python: the kernels' input
+        # is checked here, once, and `to_kernel` only maps it
+        for rules in self.strategies:
+            check_strategy(rules, self)
 
     @property
     def n_steps(self) -> int:
@@ -716,3 +721,100 @@ def _parse_strategy(raw, i, names, seen, run: RunConfig) -> StrategyRules:
         high_iv=high_iv,
         sizing=sizing,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# strategy values as the kernels take them (whatever built the dataclasses)
+
+
+def baseline_rules(scenario: Scenario) -> tuple[StrategyRules, ...]:
+    """The baselines added to every scenario (`kinds.BASELINE_NAMES`), over all underlyings."""
+    names = scenario.underlying_names
+    return tuple(StrategyRules(name=b, kind=b, underlyings=names) for b in BASELINE_NAMES)
+
+
+def _check(field_path, value, ok, allowed):
+    if value is None or isinstance(value, bool) or not ok(value):
+        raise bad_value(field_path, value, allowed)
+
+
+def _check_option_rule(rule, path):
+    if rule is None:
+        raise ScenarioError(f"{path}: missing (required)")
+    if (rule.delta is None) == (rule.otm_pct is None):
+        raise ScenarioError(f"{path}: needs exactly one of delta or otm_pct")
+    if rule.delta is not None:
+        _check(f"{path}.delta", rule.delta, lambda v: 0.0 < v < 1.0, "in (0, 1)")
+    else:
+        _check(f"{path}.otm_pct", rule.otm_pct, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
+    _check(f"{path}.dte", rule.dte, lambda v: v >= 1, ">= 1")
+
+
+def check_strategy(rules: StrategyRules, scenario: Scenario) -> None:
+    """Check one strategy's values against what the kernels need; ScenarioError names the field."""
+    path = f"strategies.{rules.name}"
+    if rules.kind not in KINDS:
+        raise bad_value(f"{path}.kind", rules.kind, "one of " + ", ".join(KINDS))
+    info = KINDS[rules.kind]
+    names = scenario.underlying_names
+    if not rules.underlyings:
+        raise bad_value(f"{path}.underlyings", list(rules.underlyings), "a non-empty list of underlying names")
+    for u in rules.underlyings:
+        if u not in names:
+            raise bad_value(f"{path}.underlyings", u, "one of the scenario's underlyings: " + ", ".join(names))
+    if len(set(rules.underlyings)) != len(rules.underlyings):
+        raise bad_value(f"{path}.underlyings", list(rules.underlyings), "distinct names")
+    _check(f"{path}.entry_every_days", rules.entry_every_days, lambda v: int(v) == v and v >= 1, "an integer >= 1")
+    costs = scenario.costs
+    for key in ("commission_per_contract", "slippage_per_share", "slippage_pct", "assignment_fee"):
+        _check(f"costs.{key}", getattr(costs, key), lambda v: v >= 0.0, ">= 0")
+    sizing = rules.sizing
+    _check(f"{path}.sizing.position_fraction", sizing.position_fraction, lambda v: 0.0 < v <= 1.0, "in (0, 1]")
+    _check(f"{path}.sizing.max_open", sizing.max_open, lambda v: int(v) == v and v >= 1, "an integer >= 1")
+    if sizing.contracts not in CONTRACTS_CHOICES:
+        raise bad_value(f"{path}.sizing.contracts", sizing.contracts, 'one of "integer", "fractional"')
+    if info.put_table is not None:
+        _check_option_rule(rules.put, f"{path}.{info.put_table}")
+    if info.call_table is not None:
+        _check_option_rule(rules.call, f"{path}.{info.call_table}")
+        if rules.call.min_strike not in MIN_STRIKE_CHOICES:
+            raise bad_value(f"{path}.call.min_strike", rules.call.min_strike, "one of " + ", ".join(MIN_STRIKE_CHOICES))
+    if rules.kind == "bull_put_spread":
+        if (rules.width is None) == (rules.width_pct is None):
+            raise ScenarioError(f"{path}.width: a bull_put_spread needs exactly one of width ($) or width_pct")
+        if rules.width is not None:
+            _check(f"{path}.width", rules.width, lambda v: v > 0.0, "> 0")
+        else:
+            _check(f"{path}.width_pct", rules.width_pct, lambda v: 0.0 < v < 1.0, "in (0, 1)")
+    if info.has_options:
+        _check_manage(rules.manage, f"{path}.manage")
+        _check_high_iv(rules.high_iv, f"{path}.high_iv")
+
+
+def _check_manage(mg, mp):
+    _check(f"{mp}.profit_take", mg.profit_take, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
+    _check(f"{mp}.stop_loss", mg.stop_loss, lambda v: v == 0.0 or v > 1.0, "0 (off) or > 1")
+    _check(f"{mp}.close_dte", mg.close_dte, lambda v: v >= 0, ">= 0")
+    _check(f"{mp}.roll_dte", mg.roll_dte, lambda v: v >= 0, ">= 0")
+    _check(f"{mp}.roll_out_days", mg.roll_out_days, lambda v: v >= 1, ">= 1")
+    _check(f"{mp}.roll_delta", mg.roll_delta, lambda v: 0.0 < v < 1.0, "in (0, 1)")
+    _check(f"{mp}.max_rolls", mg.max_rolls, lambda v: v >= 0, ">= 0")
+    _check(f"{mp}.early_assignment_time_value", mg.early_assignment_time_value, lambda v: v >= 0.0, ">= 0")
+    if mg.roll_when not in ROLL_WHEN_CHOICES:
+        raise bad_value(f"{mp}.roll_when", mg.roll_when, 'one of "off", "itm", "delta"')
+
+
+def _check_high_iv(h, hp):
+    if h is None:
+        return
+    if (h.atm_iv_above is None) == (h.iv_rank_above is None):
+        raise ScenarioError(f"{hp}: needs exactly one of atm_iv_above or iv_rank_above")
+    if h.atm_iv_above is not None:
+        _check(f"{hp}.atm_iv_above", h.atm_iv_above, lambda v: v > 0.0, "> 0")
+    else:
+        _check(f"{hp}.iv_rank_above", h.iv_rank_above, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
+    for key in ("put_delta", "call_delta"):
+        if getattr(h, key) is not None:
+            _check(f"{hp}.{key}", getattr(h, key), lambda v: 0.0 < v < 1.0, "in (0, 1)")
+    if h.dte is not None:
+        _check(f"{hp}.dte", h.dte, lambda v: v >= 1, ">= 1")
