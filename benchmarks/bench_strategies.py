@@ -34,7 +34,7 @@ import mcsim  # noqa: E402
 from mcsim.engine import _split  # noqa: E402
 from mcsim.market import generate_market, market_params, resolve_threads  # noqa: E402
 from mcsim.strategies import run_paths, to_kernel, underlying_tables  # noqa: E402
-from mcsim.strategies.layout import LOG_DT, MONTH_DT, PATH_DT  # noqa: E402
+from mcsim.strategies.layout import LOG_DT, MONTH_DT, PATH_DT, records  # noqa: E402
 
 CASES = ("wheel", "ladder", "ladder_daily")
 
@@ -60,9 +60,9 @@ def _run(kp, tables, market, pool, threads):
     spot, iv, reg = market
     n = spot.shape[0]
     nm = int(kp.p.n_months)
-    out_p = np.zeros(n, dtype=PATH_DT)
-    out_m = np.zeros((n, nm), dtype=MONTH_DT)
-    log = np.zeros(1, dtype=LOG_DT)
+    out_p = records(n, PATH_DT)
+    out_m = records((n, nm), MONTH_DT)
+    log = records(1, LOG_DT)
 
     def task(b):
         run_paths(spot, iv, reg, b[0], b[1], kp.rules, out_p, out_m, log)

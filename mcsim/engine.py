@@ -21,7 +21,7 @@ import pandas as pd
 from .market import BLOCK, MarketPaths, generate_market, market_params, resolve_threads
 from .scenario import Scenario
 from .strategies.kernel import run_paths
-from .strategies.layout import ACTION_NAMES, LEG_NAMES, LOG_DT, MONTH_DT, PATH_DT
+from .strategies.layout import ACTION_NAMES, LEG_NAMES, LOG_DT, MONTH_DT, PATH_DT, records
 from .strategies.params import all_strategies, to_kernel, with_steps
 
 __all__ = ["Result", "simulate", "run_strategies", "replay", "PER_PATH_COLUMNS", "MONTHLY_COLUMNS"]
@@ -86,7 +86,7 @@ class _Plan:
         self.kps = [with_steps(to_kernel(r, scenario), n_steps, self.n_months) for r in self.rules]
         self.threads = resolve_threads(threads)
         n_s = len(self.rules)
-        self.out_path = np.zeros((n_s, n_paths), dtype=PATH_DT)
+        self.out_path = records((n_s, n_paths), PATH_DT)
         self.stats = np.zeros((n_s, n_paths, 3))             # ann_vol, sharpe, sortino
         self.regime = np.zeros((n_paths, 2))                 # dominant, stressed share
         rows = n_s * n_paths * self.n_months
@@ -100,8 +100,8 @@ class _Plan:
         n_reg = self.scenario.regimes.count
         if regime.shape[0] and int(regime.max()) >= n_reg:
             raise ValueError(f"market regime {int(regime.max())} >= the scenario's {n_reg} regimes")
-        months = np.zeros((rows, self.n_months), dtype=MONTH_DT)
-        dummy_log = np.zeros(1, dtype=LOG_DT)
+        months = records((rows, self.n_months), MONTH_DT)
+        dummy_log = records(1, LOG_DT)
         bounds = _split(rows, self.threads)
         for s, kp in enumerate(self.kps):
             out_p = self.out_path[s, first:first + rows]
@@ -330,14 +330,14 @@ def replay_market(scenario: Scenario, market: MarketPaths, strategy: str, row: i
     nm = -(-n // month)
     kp = with_steps(to_kernel(rules, scenario, log=True), n, nm)
     cap = max(int(kp.p.cap), 1)
-    log = np.zeros((n + 1) * (cap + 2) + 8, dtype=LOG_DT)
-    out_p = np.zeros(market.n_paths, dtype=PATH_DT)
-    months = np.zeros((market.n_paths, nm), dtype=MONTH_DT)
+    log = records((n + 1) * (cap + 2) + 8, LOG_DT)
+    out_p = records(market.n_paths, PATH_DT)
+    months = records((market.n_paths, nm), MONTH_DT)
     rows = run_paths(market.spot, market.atm_iv, market.regime, row, row + 1, kp.rules, out_p,
                      months, log)
     if rows > log.shape[0]:
         # the kernel counts the rows it could not write: run again with a log of exactly that size
-        log = np.zeros(rows, dtype=LOG_DT)
+        log = records(rows, LOG_DT)
         run_paths(market.spot, market.atm_iv, market.regime, row, row + 1, kp.rules, out_p,
                   months, log)
     return _log_frame(log[:rows], market.underlyings)

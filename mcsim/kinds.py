@@ -30,6 +30,8 @@ class KindInfo:
     `put_table` / `call_table`: the scenario tables holding its option rules (None: none);
     `has_options`: it trades options (open positions, expiries, management);
     `holds_shares`: it can hold shares (dividends are paid on them);
+    `cash_settle`: its ITM short options settle in cash at expiry (no shares change hands);
+    `tracks_cycle`: its option sales and buy-backs move the cycle premium behind `cost_basis`;
     `user`: a `[[strategies]]` entry may name it; `baseline`: added to every scenario.
     """
 
@@ -39,6 +41,8 @@ class KindInfo:
     call_table: str | None = None
     has_options: bool = False
     holds_shares: bool = False
+    cash_settle: bool = False
+    tracks_cycle: bool = False
     user: bool = True
     baseline: bool = False
     default_position_fraction: float = 1.0
@@ -46,10 +50,10 @@ class KindInfo:
 
 KINDS: dict[str, KindInfo] = {k.name: k for k in (
     KindInfo("wheel", Kind.WHEEL, put_table="put", call_table="call", has_options=True,
-             holds_shares=True),
+             holds_shares=True, tracks_cycle=True),
     KindInfo("bull_put_spread", Kind.SPREAD, put_table="short_put", has_options=True,
              default_position_fraction=0.02),
-    KindInfo("put_write", Kind.PUT_WRITE, put_table="put", has_options=True),
+    KindInfo("put_write", Kind.PUT_WRITE, put_table="put", has_options=True, cash_settle=True),
     KindInfo("buy_and_hold", Kind.BUY_HOLD, holds_shares=True, baseline=True),
     KindInfo("cash", Kind.CASH, user=False, baseline=True),
 )}

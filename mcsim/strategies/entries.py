@@ -89,8 +89,8 @@ def sell_put(t, m, u, equity, mk, rules, book, out):
     st.cash += fill * 100.0 * c - comm * c
     add_position(book, t, (u, np.int64(Leg.PUT), e), (k, log_k, math.nan, 0.0),
                  (c, fill, comm * c), (mid, 0.0))
-    if p.kind == Kind.WHEEL:
-        book.hold[u].cycle = fill
+    if p.tracks_cycle != 0:
+        book.hold[u].cycle = fill      # a new cycle: no shares are held
     book_sale(fill, c, np.int64(Leg.PUT), m, out)
     if p.log != 0:
         iv = _leg_iv(t, u, k, tau, mk, rules)
@@ -199,7 +199,7 @@ def want(u, p, book):
     shares = book.hold[u].shares
     if n_open == 0 and shares == 0.0:
         return WANT_SIZED
-    if kind == Kind.WHEEL and shares > 0.0 and not has_call:
+    if p.sells_calls != 0 and shares > 0.0 and not has_call:
         return WANT_CALL
     return WANT_NOTHING
 

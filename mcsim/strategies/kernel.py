@@ -19,6 +19,7 @@ from numba import njit
 from .entries import WANT_NOTHING, buy_and_hold, entries, want
 from .layout import (
     HOLD_DT, MONTH_DT, NONE, PATH_DT, POS_DT, STATE_DT, YES, Action, Book, Leg, Market, Out,
+    records,
 )
 from .positions import (
     assign, book_realised, cached_mids, log_event, manage_position, mark, mark_fn, pos_mids,
@@ -322,11 +323,11 @@ def run_paths(spot, atm_iv, regime, p0, p1, rules, out_path, out_month, log):
     """
     n_u = spot.shape[2]
     cap = max(rules.p[0].cap, 1)
-    book = Book(np.zeros(cap, dtype=POS_DT), np.zeros(n_u, dtype=HOLD_DT),
-                np.zeros(1, dtype=STATE_DT))
-    zero_path = np.zeros(1, dtype=PATH_DT)
-    zero_month = np.zeros(1, dtype=MONTH_DT)
-    zero_hold = np.zeros(1, dtype=HOLD_DT)
+    book = Book(records(cap, POS_DT), records(n_u, HOLD_DT),
+                records(1, STATE_DT))
+    zero_path = records(1, PATH_DT)
+    zero_month = records(1, MONTH_DT)
+    zero_hold = records(1, HOLD_DT)
     zero_hold[0].log_t = -1
     for p in range(p0, p1):
         out_path[p] = zero_path[0]

@@ -14,7 +14,9 @@ Kernels take a few NamedTuple bundles of record arrays, so a signature reads
 
 Enums are used inside kernels only as global constants (a member passed as an argument from
 Python would miss numba's cache in every new process). Flags are int8 (records hold no bools).
-Table sizes are the dtypes' own; nothing is counted by hand.
+Table sizes are the dtypes' own; nothing is counted by hand. Record arrays are made with
+`records` (a zeroed `np.recarray` in Python, a plain record array in compiled code: numba types
+both alike), so the kernels also run uncompiled (NUMBA_DISABLE_JIT=1) with `.field` access.
 """
 
 from __future__ import annotations
@@ -23,13 +25,15 @@ from enum import IntEnum
 from typing import NamedTuple
 
 import numpy as np
+from numba.extending import overload
+from numba.np.numpy_support import as_dtype
 
 from mcsim.kinds import Kind
 
 __all__ = ["Kind", "Leg", "Action", "StrikeRule", "MinStrike", "RollWhen", "HighIV", "Width",
            "Reason", "RULES_DT", "UND_DT", "TAU_DT", "POS_DT", "HOLD_DT", "STATE_DT", "PATH_DT",
            "MONTH_DT", "LOG_DT", "Market", "Rules", "Book", "Out", "SHARE_DUST", "MIN_CONTRACTS",
-           "NO", "YES", "NONE"]
+           "NO", "YES", "NONE", "records"]
 
 
 class Leg(IntEnum):
@@ -105,6 +109,9 @@ RULES_DT = np.dtype([
     ("has_options", np.int64),       # 1: trades options (positions, expiries)
     ("holds_shares", np.int64),      # 1: may hold shares (dividends paid)
     ("reinvest", np.int64),          # 1: dividends buy shares (buy-and-hold)
+    ("cash_settle", np.int64),       # 1: an ITM short option is settled in cash at intrinsic
+    ("tracks_cycle", np.int64),      # 1: sales and buy-backs move the cycle premium (cost basis)
+    ("sells_calls", np.int64),       # 1: sells covered calls on the shares it holds
     ("manage", np.int64),            # 1: any management rule is on
     ("withdrawals", np.int64),       # 1: a monthly withdrawal is set
     ("n_steps", np.int64),
@@ -155,7 +162,7 @@ RULES_DT = np.dtype([
     ("initial_equity", np.float64),  # $
     ("withdrawal", np.float64),      # $ per month
     ("withdrawal_pct", np.float64),  # fraction of equity per month
-])
+], align=True)
 
 # Per market underlying.
 UND_DT = np.dtype([
@@ -165,7 +172,7 @@ UND_DT = np.dtype([
     ("strike_step", np.float64),     # $
     ("iv_floor", np.float64),
     ("expiry_every", np.int64),      # steps between listed expiries
-])
+], align=True)
 
 # Per (underlying, k steps to expiry), tau = k / steps_per_year years.
 TAU_DT = np.dtype([
@@ -174,7 +181,7 @@ TAU_DT = np.dtype([
     ("df_q", np.float64),            # exp(-q tau)
     ("drift", np.float64),           # (r - q) tau
     ("isqt", np.float64),            # 1 / sqrt(tau), 0 at k = 0
-])
+], align=True)
 
 # An open position (slot), in opening order.
 POS_DT = np.dtype([
@@ -192,7 +199,7 @@ POS_DT = np.dtype([
     ("mid_l", np.float64),           # cached long-leg mid (spread)
     ("log_ks", np.float64),          # ln strike
     ("log_kl", np.float64),          # ln long_strike, 0 when none
-])
+], align=True)
 
 # Holdings per market underlying.
 HOLD_DT = np.dtype([
@@ -202,7 +209,7 @@ HOLD_DT = np.dtype([
     ("log_s", np.float64),           # ln S[log_t, u]
     ("log_t", np.int64),             # step of log_s, -1 none
     ("call_failed", np.int8),        # 1 after a covered call could not be sold
-])
+], align=True)
 
 # Scalars of the book.
 STATE_DT = np.dtype([
@@ -210,7 +217,7 @@ STATE_DT = np.dtype([
     ("n_open", np.int64),            # open positions
     ("n_log", np.int64),             # log rows wanted (written while < capacity)
     ("epoch", np.int64),             # bumped whenever a position opens, ends or rolls
-])
+], align=True)
 
 # Per-path outputs; a field named like a per_path column is copied to it (engine).
 PATH_DT = np.dtype([
@@ -242,7 +249,7 @@ PATH_DT = np.dtype([
     ("shortfalls", np.int64),
     ("first_shortfall_month", np.int64),   # -1 none
     ("equity0", np.float64),               # equity at step 0 after its entries, $
-])
+], align=True)
 
 # Per (path, month).
 MONTH_DT = np.dtype([
@@ -252,7 +259,7 @@ MONTH_DT = np.dtype([
     ("shortfall", np.int8),
     ("eq_start", np.float64),        # $
     ("eq_end", np.float64),          # $
-])
+], align=True)
 
 # Replay log rows.
 LOG_DT = np.dtype([
@@ -268,7 +275,21 @@ LOG_DT = np.dtype([
     ("iv", np.float64),
     ("cash", np.float64),            # $ after the event
     ("equity", np.float64),          # $ after the event, marked at mid
-])
+], align=True)
+
+
+def records(shape, dt):
+    """Zeroed record array of dtype dt (a recarray, so ``a[i].field`` works in plain Python)."""
+    return np.zeros(shape, dt).view(np.recarray)
+
+
+@overload(records)
+def _records_nb(shape, dt):
+    d = as_dtype(dt.dtype)
+
+    def impl(shape, dt):
+        return np.zeros(shape, d)
+    return impl
 
 
 class Market(NamedTuple):

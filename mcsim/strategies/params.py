@@ -16,7 +16,9 @@ import numpy as np
 from mcsim.kinds import KINDS
 from mcsim.scenario import Scenario, StrategyRules, baseline_rules, calendar_days_to_steps
 
-from .layout import RULES_DT, TAU_DT, UND_DT, HighIV, MinStrike, RollWhen, Rules, StrikeRule, Width
+from .layout import (
+    RULES_DT, TAU_DT, UND_DT, HighIV, MinStrike, RollWhen, Rules, StrikeRule, Width, records,
+)
 
 __all__ = ["KernelParams", "to_kernel", "baseline_rules", "all_strategies", "underlying_tables",
            "with_steps"]
@@ -43,7 +45,7 @@ def all_strategies(scenario: Scenario) -> tuple[StrategyRules, ...]:
 def underlying_tables(scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
     """(UND_DT (n_u,), skew float64 (n_u, n_regimes)) of the scenario's underlyings."""
     dt = scenario.run.dt
-    und = np.zeros(scenario.n_underlyings, dtype=UND_DT)
+    und = records(scenario.n_underlyings, UND_DT)
     skew = np.zeros((scenario.n_underlyings, scenario.regimes.count))
     for j, u in enumerate(scenario.underlyings):
         q = float(u.dividend_yield)
@@ -78,12 +80,15 @@ def to_kernel(rules: StrategyRules, scenario: Scenario, log: bool = False) -> Ke
     info = KINDS[rules.kind]
     names = scenario.underlying_names
     su = np.array([names.index(u) for u in rules.underlyings], dtype=np.int64)
-    arr = np.zeros(1, dtype=RULES_DT)
+    arr = records(1, RULES_DT)
     p = arr[0]
     p["kind"] = info.code
     p["has_options"] = info.has_options
     p["holds_shares"] = info.holds_shares
     p["reinvest"] = rules.kind == "buy_and_hold"
+    p["cash_settle"] = info.cash_settle
+    p["tracks_cycle"] = info.tracks_cycle
+    p["sells_calls"] = info.call_table is not None
     p["hiv_put_delta"] = math.nan
     p["hiv_call_delta"] = math.nan
     p["hiv_dte"] = -1
@@ -154,7 +159,7 @@ def _tau_tables(scenario: Scenario, p) -> tuple[np.ndarray, int]:
     longest = max(int(p["put_dte"]), int(p["call_dte"]), int(p["hiv_dte"]),
                   int(p["roll_dte"]) + int(p["roll_out"]))
     L = longest + every + 2
-    tab = np.zeros((scenario.n_underlyings, L), dtype=TAU_DT)
+    tab = records((scenario.n_underlyings, L), TAU_DT)
     r = float(run.risk_free_rate)
     for j, u in enumerate(scenario.underlyings):
         q = float(u.dividend_yield)

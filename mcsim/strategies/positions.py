@@ -1,10 +1,10 @@
 """Position bookkeeping of the strategy kernels: mids, marks, closes, expiries, rolls, the log.
 
 Every function takes the bundles of `layout` (``mk, rules, book, out``); what a position is
-comes from its `Leg`: `is_call` (a covered call: shares cover it, S > K is in the money) and
-`two_legs` (a spread: a long put below the short one). Generic code asks those two questions,
-never the strategy kind, except where the text makes the kind decide (a wheel's put is assigned
-into shares and its cycle premium is tracked).
+comes from its `Leg`: a call (shares cover it, S > K is in the money), a put, or a spread (a
+long put below the short one); how it settles and what it books come from the strategy's flags
+(`cash_settle`: an ITM short option is paid out at intrinsic in cash; `tracks_cycle`: sales and
+buy-backs move the cycle premium behind the cost basis), never from the strategy kind.
 
 Money in dollars, prices and strikes in $ per share, one contract = 100 shares; see
 docs/semantics.md for every formula.
@@ -19,7 +19,7 @@ from numba import njit
 
 from mcsim.pricing import round_strike_nb
 
-from .layout import NO, SHARE_DUST, Action, HighIV, Kind, Leg, MinStrike, Reason, RollWhen
+from .layout import NO, SHARE_DUST, Action, HighIV, Leg, MinStrike, Reason, RollWhen
 from .options_nb import (
     buy_fill, entry_rule, high_iv_active, leg_abs_delta, leg_iv, min_strike_grid,
     nearest_expiry, pair_from_terms, rule_strike, sell_fill,
@@ -298,7 +298,15 @@ def assign(t, m, i, early, mk, rules, book, out):
     oc = ps.open_cost
     fee = p.assignment_fee * c
     share_gain = 0.0
-    if leg == Leg.CALL:
+    if leg != Leg.SPREAD and p.cash_settle != 0:
+        intrinsic = (s - k) if leg == Leg.CALL else (k - s)
+        debit = intrinsic * c100
+        st.cash -= debit + fee
+        realised = credit100 - debit - oc - fee
+        trade = realised
+        o.assignments += 1
+        act = Action.ASSIGNED
+    elif leg == Leg.CALL:
         intrinsic = s - k
         st.cash += k * c100 - fee
         h.shares -= c100
@@ -309,21 +317,13 @@ def assign(t, m, i, early, mk, rules, book, out):
         trade = credit100 - intrinsic * c100 - oc - fee
         o.called_away += 1
         act = Action.CALLED_AWAY
-    elif leg == Leg.PUT and p.kind == Kind.WHEEL:
+    elif leg == Leg.PUT:
         intrinsic = k - s
         st.cash -= k * c100 + fee
         h.shares += c100
         h.price = k
         realised = credit100 - oc - fee
         trade = credit100 - intrinsic * c100 - oc - fee
-        o.assignments += 1
-        act = Action.ASSIGNED
-    elif leg == Leg.PUT:
-        intrinsic = k - s
-        debit = intrinsic * c100
-        st.cash -= debit + fee
-        realised = credit100 - debit - oc - fee
-        trade = realised
         o.assignments += 1
         act = Action.ASSIGNED
     else:
@@ -396,7 +396,7 @@ def close_position(t, m, i, why, mk, rules, book, out):
         debit = buy_fill(ms, p)
         comm = p.commission * c
         act = Action.BUY_TO_CLOSE
-        if p.kind == Kind.WHEEL:
+        if p.tracks_cycle != 0:
             book.hold[ps.u].cycle -= debit
     book.st[0].cash -= debit * c100 + comm
     realised = ps.credit * c100 - debit * c100 - ps.open_cost - comm
@@ -501,7 +501,7 @@ def roll_position(t, m, i, mk, rules, book, out):
     book_trade(realised, out)
     st = book.st[0]
     st.cash += net
-    if p.kind == Kind.WHEEL:
+    if p.tracks_cycle != 0:
         book.hold[u].cycle += new_credit - close_debit
     ps.expiry = e_new
     ps.rolls += 1
