@@ -21,6 +21,7 @@ class Kind(IntEnum):
     SPREAD = 2
     BUY_HOLD = 3
     CASH = 4
+    COVERED_CALL = 5
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class KindInfo:
     `holds_shares`: it can hold shares (dividends are paid on them);
     `cash_settle`: its ITM short options settle in cash at expiry (no shares change hands);
     `tracks_cycle`: its option sales and buy-backs move the cycle premium behind `cost_basis`;
+    `buys_shares`: it buys its shares itself (lots of 100 under integer sizing) on entry days
+    when it holds none; `call_settle` / `min_strike`: defaults of its `call` table;
     `user`: a `[[strategies]]` entry may name it; `baseline`: added to every scenario.
     """
 
@@ -43,6 +46,9 @@ class KindInfo:
     holds_shares: bool = False
     cash_settle: bool = False
     tracks_cycle: bool = False
+    buys_shares: bool = False
+    call_settle: str = "shares"
+    min_strike: str = "cost_basis"
     user: bool = True
     baseline: bool = False
     default_position_fraction: float = 1.0
@@ -54,6 +60,9 @@ KINDS: dict[str, KindInfo] = {k.name: k for k in (
     KindInfo("bull_put_spread", Kind.SPREAD, put_table="short_put", has_options=True,
              default_position_fraction=0.02),
     KindInfo("put_write", Kind.PUT_WRITE, put_table="put", has_options=True, cash_settle=True),
+    KindInfo("covered_call", Kind.COVERED_CALL, call_table="call", has_options=True,
+             holds_shares=True, tracks_cycle=True, buys_shares=True, call_settle="cash",
+             min_strike="none"),
     KindInfo("buy_and_hold", Kind.BUY_HOLD, holds_shares=True, baseline=True),
     KindInfo("cash", Kind.CASH, user=False, baseline=True),
 )}

@@ -49,6 +49,7 @@ __all__ = [
 from .kinds import BASELINE_NAMES, KINDS, STRATEGY_KINDS  # noqa: E402  (the one registry)
 MIN_STRIKE_CHOICES = ("cost_basis", "none", "purchase_price")
 ROLL_WHEN_CHOICES = ("off", "itm", "delta")
+SETTLE_CHOICES = ("cash", "shares")
 CONTRACTS_CHOICES = ("integer", "fractional")
 _ARRAY_TABLES = ("underlyings", "strategies", "shocks")
 
@@ -184,9 +185,11 @@ class OptionRule:
 
 @dataclass(frozen=True)
 class CallRule(OptionRule):
-    """Covered-call rule of a wheel; `min_strike` = cost_basis | none | purchase_price."""
+    """Covered-call rule (wheel, covered_call); `min_strike` = cost_basis | none |
+    purchase_price; `settle` (covered_call) = cash | shares, None: the kind's default."""
 
     min_strike: str = "cost_basis"
+    settle: str | None = None
 
 
 @dataclass(frozen=True)
@@ -599,7 +602,7 @@ def _parse_costs(t: Table) -> Costs:
     return c
 
 
-def _parse_option_rule(raw, path, is_call, default_dte=35, default_delta=0.30):
+def _parse_option_rule(raw, path, is_call, default_dte=35, default_delta=0.30, kind="wheel"):
     t = Table(raw, path)
     has_d, has_o = t.has("delta"), t.has("otm_pct")
     if has_d and has_o:
@@ -608,7 +611,10 @@ def _parse_option_rule(raw, path, is_call, default_dte=35, default_delta=0.30):
     otm = t.number("otm_pct", None, lo=0.0, hi=1.0, hi_open=True)
     dte = t.integer("dte", default_dte, lo=1, hi=3650)
     if is_call:
-        rule = CallRule(delta=delta, otm_pct=otm, dte=dte, min_strike=t.string("min_strike", "cost_basis", choices=MIN_STRIKE_CHOICES))
+        info = KINDS[kind]
+        settle = t.string("settle", info.call_settle, choices=SETTLE_CHOICES) if info.buys_shares else None
+        rule = CallRule(delta=delta, otm_pct=otm, dte=dte, settle=settle,
+                        min_strike=t.string("min_strike", info.min_strike, choices=MIN_STRIKE_CHOICES))
     else:
         rule = OptionRule(delta=delta, otm_pct=otm, dte=dte)
     t.finish()
@@ -648,7 +654,8 @@ def _parse_high_iv(raw, path, kind) -> HighIV:
         atm_iv_above=t.number("atm_iv_above", None, lo=0.0, lo_open=True),
         iv_rank_above=t.number("iv_rank_above", None, lo=0.0, hi=1.0, hi_open=True),
         put_delta=t.number("put_delta", None, lo=0.0, hi=1.0, lo_open=True, hi_open=True),
-        call_delta=(t.number("call_delta", None, lo=0.0, hi=1.0, lo_open=True, hi_open=True) if kind == "wheel" else None),
+        call_delta=(t.number("call_delta", None, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+                    if KINDS[kind].call_table is not None else None),
         dte=t.integer("dte", None, lo=1, hi=3650),
     )
     t.finish()
@@ -680,11 +687,11 @@ def _parse_strategy(raw, i, names, seen, run: RunConfig) -> StrategyRules:
     width = width_pct = None
     high_iv = None
     manage = Manage()
-    sizing_default = 0.02 if kind == "bull_put_spread" else 1.0
-    if kind in ("wheel", "put_write"):
+    sizing_default = KINDS[kind].default_position_fraction
+    if KINDS[kind].put_table == "put":
         put = _parse_option_rule(t.raw("put", {}), f"{path}.put", False)
-    if kind == "wheel":
-        call = _parse_option_rule(t.raw("call", {}), f"{path}.call", True)
+    if KINDS[kind].call_table is not None:
+        call = _parse_option_rule(t.raw("call", {}), f"{path}.call", True, kind=kind)
     if kind == "bull_put_spread":
         put = _parse_option_rule(t.raw("short_put", {}), f"{path}.short_put", False, default_dte=45, default_delta=0.16)
         has_w, has_wp = t.has("width"), t.has("width_pct")
@@ -704,8 +711,8 @@ def _parse_strategy(raw, i, names, seen, run: RunConfig) -> StrategyRules:
         contracts=st.string("contracts", "integer", choices=CONTRACTS_CHOICES),
         max_open=st.integer("max_open", 1, lo=1, hi=1000),
     )
-    if kind in ("wheel", "put_write") and sizing.max_open != 1:
-        raise bad_value(f"{path}.sizing.max_open", sizing.max_open, "1 for a wheel or put_write (one cycle per underlying)")
+    if kind != "bull_put_spread" and sizing.max_open != 1:
+        raise bad_value(f"{path}.sizing.max_open", sizing.max_open, f"1 for a {kind} (one cycle per underlying)")
     st.finish()
     t.finish()
     return StrategyRules(
@@ -779,6 +786,9 @@ def check_strategy(rules: StrategyRules, scenario: Scenario) -> None:
         _check_option_rule(rules.call, f"{path}.{info.call_table}")
         if rules.call.min_strike not in MIN_STRIKE_CHOICES:
             raise bad_value(f"{path}.call.min_strike", rules.call.min_strike, "one of " + ", ".join(MIN_STRIKE_CHOICES))
+        allowed = SETTLE_CHOICES if info.buys_shares else (info.call_settle,)
+        if rules.call.settle is not None and rules.call.settle not in allowed:
+            raise bad_value(f"{path}.call.settle", rules.call.settle, "one of " + ", ".join(allowed))
     if rules.kind == "bull_put_spread":
         if (rules.width is None) == (rules.width_pct is None):
             raise ScenarioError(f"{path}.width: a bull_put_spread needs exactly one of width ($) or width_pct")

@@ -256,3 +256,23 @@ def test_progress_callback_reports_every_chunk(tmp_path):
     mcsim.simulate(mcsim.load_scenario(p), n_paths=250, seed=1, chunk_paths=100,
                    progress=lambda done, total: calls.append((done, total)))
     assert calls == [(100, 250), (200, 250), (250, 250)]
+
+
+def test_replay_log_never_drops_rows(short_scenario):
+    """A log too small for the path is not truncated silently: the kernel counts every row it
+    wanted (writing what fits) and replay sizes the log from that count."""
+    from mcsim.strategies import run_paths, to_kernel, with_steps
+    from mcsim.strategies.layout import LOG_DT, MONTH_DT, PATH_DT, records
+
+    sc = short_scenario
+    rules = sc.strategies[1]   # the spread ladder: many rows
+    m = simulate_market(sc, 1, 3)
+    full = replay_market(sc, m, rules.name)
+    nm = -(-m.n_steps // sc.run.month_steps)
+    kp = with_steps(to_kernel(rules, sc, log=True), m.n_steps, nm)
+    small = records(3, LOG_DT)
+    wanted = run_paths(m.spot, m.atm_iv, m.regime, 0, 1, kp.rules, records(1, PATH_DT),
+                       records((1, nm), MONTH_DT), small)
+    assert wanted == len(full) > 3
+    assert list(small["step"]) == list(full.step[:3])
+    assert full.action.iloc[-1] == "end"

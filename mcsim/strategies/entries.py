@@ -15,7 +15,7 @@ from numba import njit
 
 from mcsim.pricing import round_strike_nb
 
-from .layout import MIN_CONTRACTS, NO, YES, Action, HighIV, Kind, Leg, Width
+from .layout import MIN_CONTRACTS, NO, NONE, YES, Action, HighIV, Kind, Leg, Width
 from .options_nb import (
     buy_fill, entry_rule, floor_if, grid_at_or_above, high_iv_active, leg_iv, min_strike_grid,
     nearest_expiry, rule_strike, sell_fill,
@@ -26,7 +26,7 @@ from .positions import (
 )
 
 WANT_NOTHING = 0
-WANT_SIZED = 1      # a put (wheel, put_write) or a spread, sized on equity
+WANT_SIZED = 1      # a put (wheel, put_write), a spread, or shares (covered_call), sized on equity
 WANT_CALL = 2       # a covered call on the shares held
 
 
@@ -182,6 +182,33 @@ def open_spread(t, m, u, equity, mk, rules, book, out):
                   (ks, c, credit, iv), mk, rules, book, out)
 
 
+@njit(cache=True, nogil=True, _nrt=False)
+def buy_shares(t, m, u, equity, mk, rules, book, out):
+    """covered_call: buy shares of u with position_fraction x equity / n_su ($), capped by free
+    cash, at the close plus slippage_per_share; lots of 100 under integer sizing."""
+    p = rules.p[0]
+    price = mk.spot[t, u] + p.slippage
+    alloc = p.position_fraction * equity / rules.su.shape[0]
+    st = book.st[0]
+    budget = min(alloc, max(st.cash - reserved_cash(book), 0.0))
+    if p.integer != 0:
+        shares = 100.0 * np.floor(budget / (100.0 * price))
+    else:
+        shares = budget / price
+    if not (shares / 100.0 >= MIN_CONTRACTS):
+        return
+    st.cash -= shares * price
+    h = book.hold[u]
+    h.shares += shares
+    h.price = price
+    h.cycle = 0.0
+    h.call_failed = 0
+    st.epoch += 1
+    if p.log != 0:
+        log_event(t, (np.int64(Action.BUY_SHARES), u, NONE, NONE),
+                  (math.nan, shares / 100.0, price, math.nan), mk, rules, book, out)
+
+
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
 def want(u, p, book):
     """What underlying u wants now: WANT_NOTHING, WANT_SIZED or WANT_CALL (p: RULES_DT)."""
@@ -225,6 +252,10 @@ def entries(t, m, mk, rules, book, out):
         if w == WANT_SIZED:
             if p.kind == Kind.SPREAD:
                 open_spread(t, m, u, equity, mk, rules, book, out)
+            elif p.kind == Kind.COVERED_CALL:
+                buy_shares(t, m, u, equity, mk, rules, book, out)
+                if want(u, p, book) == WANT_CALL:
+                    sell_call(t, m, u, mk, rules, book, out)
             else:
                 sell_put(t, m, u, equity, mk, rules, book, out)
         elif w == WANT_CALL:

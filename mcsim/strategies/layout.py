@@ -62,6 +62,7 @@ class Action(IntEnum):
     ROLL = 9
     WITHDRAW = 10
     END = 11
+    BUY_SHARES = 12
 
 
 ACTION_NAMES = tuple(x.name.lower() for x in Action)

@@ -86,7 +86,8 @@ def to_kernel(rules: StrategyRules, scenario: Scenario, log: bool = False) -> Ke
     p["has_options"] = info.has_options
     p["holds_shares"] = info.holds_shares
     p["reinvest"] = rules.kind == "buy_and_hold"
-    p["cash_settle"] = info.cash_settle
+    settle = (rules.call.settle or info.call_settle) if info.call_table is not None else None
+    p["cash_settle"] = info.cash_settle or settle == "cash"
     p["tracks_cycle"] = info.tracks_cycle
     p["sells_calls"] = info.call_table is not None
     p["hiv_put_delta"] = math.nan
@@ -132,6 +133,8 @@ def to_kernel(rules: StrategyRules, scenario: Scenario, log: bool = False) -> Ke
     if info.has_options:
         _manage(p, rules.manage, spy)
         _high_iv(p, rules.high_iv, spy)
+        if settle == "cash":
+            p["early"] = False   # cash-settled calls are European (index options): never early
     und, skew = underlying_tables(scenario)
     tab, p["tab_len"] = _tau_tables(scenario, p)
     bundle = Rules(p=arr, su=su, und=und, skew=np.ascontiguousarray(skew), tab=tab)

@@ -57,6 +57,10 @@ def generated_cases() -> list[dict]:
         out.append({"name": f"designed/{k}", "raw": raw, "paths": 4})
     for s in SEEDED:
         out.append({"name": f"seeded/{s}", "raw": build_raw(RandomChooser(1000 + s)), "paths": 3})
+    cc = [s for s in range(200)
+          if any(x["kind"] == "covered_call" for x in build_raw(RandomChooser(1000 + s))["strategies"])]
+    for s in cc[:4]:
+        out.append({"name": f"seeded_cc/{s}", "raw": build_raw(RandomChooser(1000 + s)), "paths": 3})
     for s in HAND_MADE:
         ch = RandomChooser(20000 + s)
         raw = build_raw(ch)
