@@ -3,6 +3,7 @@
 from . import _jit_cache
 
 _jit_cache.refresh()  # before any kernel module is imported (see mcsim/_jit_cache.py)
+_jit_cache.ensure_writable_cache()  # a read-only install still imports
 
 from .errors import ScenarioError  # noqa: E402
 from .scenario import Scenario, load_scenario

@@ -29,6 +29,7 @@ from .errors import ScenarioError
 __all__ = ["main", "scenario_dirs", "build_parser"]
 
 EXIT_BAD_INPUT = 2
+EXIT_ENVIRONMENT = 1
 EXIT_INTERRUPTED = 130
 from .kinds import BASELINE_NAMES as BASELINES  # noqa: E402  (the one registry)
 MARKET_FIELDS = ("run", "regimes", "underlyings", "correlation", "shocks")
@@ -49,8 +50,13 @@ class _Parser(argparse.ArgumentParser):
         _fail(f"{self.prog}: error: {message}")
 
 
+def printable(text) -> str:
+    """`text` safe for a terminal: control characters and escapes shown as \\xNN / \\uNNNN."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def _fail(line: str, code: int = EXIT_BAD_INPUT):
-    sys.stderr.write(" ".join(str(line).split()) + "\n")
+    sys.stderr.write(printable(" ".join(str(line).split())) + "\n")
     sys.stderr.flush()
     raise SystemExit(code)
 
@@ -228,6 +234,12 @@ def _simulate(scenario, args, label: str = ""):
         bar.close()
 
 
+def _warn(summary: dict) -> None:
+    """Each warning of the summary as one line on stderr (after the table, so it is seen)."""
+    for w in summary.get("warnings", []):
+        sys.stderr.write(printable(f"mcsim: warning: {w['message']}") + "\n")
+
+
 def _default_out(scenario_text: str, suffix: str = "") -> Path:
     return Path("results") / (Path(scenario_text).stem + suffix)
 
@@ -237,10 +249,11 @@ def _default_out(scenario_text: str, suffix: str = "") -> Path:
 
 
 def cmd_run(args) -> int:
-    from . import io, metrics
+    from . import io, memory, metrics
 
     sets = _run_sets(args)
     scenario = _load(args.scenario, sets)
+    memory.check_run(scenario, summarize=True, write=True)
     target = Path(args.out) if args.out else _default_out(args.scenario)
     io.check_target(target, args.force)
     with io.staged_dir(target, force=args.force) as tmp:
@@ -248,10 +261,11 @@ def cmd_run(args) -> int:
         summary = metrics.summarize(result)
         io.write_result_files(result, tmp, summary=summary, overrides=sets,
                               extra={"command": ["mcsim", *sys.argv[1:]]})
-    print(f"{scenario.title or Path(args.scenario).stem}: {result.n_paths:,} paths x {result.n_steps} steps, "
-          f"seed {result.seed}, {result.wall_time:.1f}s")
+    print(printable(f"{scenario.title or Path(args.scenario).stem}: {result.n_paths:,} paths x {result.n_steps} steps, "
+                    f"seed {result.seed}, {result.wall_time:.1f}s"))
     print(metrics.format_table(summary))
-    print(f"wrote {target}")
+    _warn(summary)
+    print(printable(f"wrote {target}"))
     return 0
 
 
@@ -308,7 +322,7 @@ def _combine(results: list, stems: list[str]):
 
 
 def cmd_compare(args) -> int:
-    from . import io, metrics
+    from . import io, memory, metrics
 
     if len(args.scenarios) < 2:
         _fail("mcsim compare: error: SCENARIO: needs at least 2 scenario files (got 1)")
@@ -321,6 +335,7 @@ def cmd_compare(args) -> int:
         sets.append(f"run.chunk_paths={args.chunk_paths}")
     scenarios = [_load(s, sets) for s in args.scenarios]
     _check_shared_market(scenarios, [str(s) for s in args.scenarios])
+    memory.check_compare(scenarios)
     target = Path(args.out) if args.out else None
     if target is not None:
         io.check_target(target, args.force)
@@ -333,14 +348,15 @@ def cmd_compare(args) -> int:
             io.write_result_files(combined, tmp, summary=summary, overrides=sets, extra={
                 "command": ["mcsim", *sys.argv[1:]],
                 "compare": {stem: sc.to_dict() for stem, sc in zip(stems, scenarios)}})
-    print(f"compare: {', '.join(map(str, args.scenarios))} on the same {paths:,} paths (seed {seed})")
+    print(printable(f"compare: {', '.join(map(str, args.scenarios))} on the same {paths:,} paths (seed {seed})"))
     print(metrics.format_table(summary))
+    _warn(summary)
     print()
     print("paired differences a - b over common paths (95% CI from per-path differences; unpaired CI for contrast);")
     print("dCAGR in percentage points; dMaxDD = a's max drawdown depth minus b's (negative: a falls less)")
     print(metrics.format_paired_table(summary))
     if target is not None:
-        print(f"wrote {target}")
+        print(printable(f"wrote {target}"))
     return 0
 
 
@@ -359,10 +375,9 @@ def _parse_grid(items: Sequence[str]) -> list[tuple[str, list[str]]]:
 
 
 def _grid_value(text: str):
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
+    from .scenario import parse_override_value
+
+    return parse_override_value(text, "--grid")
 
 
 def _strategy_of_key(key: str, raw: dict) -> str | None:
@@ -429,7 +444,7 @@ def _metrics_rows(result, names_map: dict[str, str], point_cols: dict) -> list[d
 def cmd_sweep(args) -> int:
     import pandas as pd
 
-    from . import io, plots
+    from . import io, memory, plots
     from .scenario import parse_scenario
 
     if args.metric not in SWEEP_METRICS:
@@ -437,6 +452,7 @@ def cmd_sweep(args) -> int:
     grid = _parse_grid(args.grid)
     sets = _run_sets(args)
     keys = [k for k, _ in grid]
+    memory.check_sweep(math.prod(len(v) for _, v in grid))
     points = list(itertools.product(*[v for _, v in grid]))
     scenarios = [_load(args.scenario, sets + [f"{k}={v}" for k, v in zip(keys, pt)]) for pt in points]
     base = scenarios[0]
@@ -446,6 +462,7 @@ def cmd_sweep(args) -> int:
     names = [s.name for s in base.strategies] + list(BASELINES)
     varied = {_strategy_of_key(k, base.to_dict()) for k in keys}
     strategy_only = all(k.startswith("strategies.") for k in keys) and None not in varied
+    memory.check_sweep(len(points), scenarios, varied if strategy_only else None)
     t0 = time.perf_counter()
     with io.staged_dir(target, force=args.force) as tmp:
         rows: list[dict] = []
@@ -459,7 +476,7 @@ def cmd_sweep(args) -> int:
                     if e["name"] in varied:
                         extra.append({**e, "name": f"{e['name']}@{i}"})
             raw["strategies"] = keep + extra
-            combined = parse_scenario(raw, source=base.source)
+            combined = parse_scenario(raw, source=base.source, max_strategies=None)
             result = _simulate(combined, args)
             n_paths, n_steps = result.n_paths, result.n_steps
             fixed = _metrics_rows(result, {s: s for s in names if s not in varied}, {})
@@ -500,7 +517,7 @@ def cmd_sweep(args) -> int:
         print(view.to_string(index=False))
     if len(keys) > 2:
         print("no heatmap: it needs one or two --grid keys")
-    print(f"wrote {target} ({', '.join(files)})")
+    print(printable(f"wrote {target} ({', '.join(files)})"))
     return 0
 
 
@@ -516,6 +533,8 @@ def _pick_path(result, strategy: str, which: str) -> int:
 def cmd_replay(args) -> int:
     import pandas as pd
 
+    from . import io
+
     sets = _run_sets(args)
     scenario = _load(args.scenario, sets)
     allowed = [s.name for s in scenario.strategies] + list(BASELINES)
@@ -526,36 +545,30 @@ def cmd_replay(args) -> int:
         _fail(f"mcsim replay: error: --path: {args.path} is not allowed (must be a path index in 0..{n - 1}, "
               f"worst, median or best)")
     out = Path(args.out) if args.out else _default_out(args.scenario, f"-replay-{args.strategy}-{args.path}")
-    dest = out / "trades.csv"
-    if dest.exists() and not args.force:
-        _fail(f'mcsim: error: --out: "{dest}" is not allowed (it already exists; pass --force to replace it)')
-    path = args.path
-    if not isinstance(path, int):
-        path = _pick_path(_simulate(scenario, args), args.strategy, path)
-    from mcsim import replay
+    io.check_target(out, args.force)
+    from . import memory
 
-    log = replay(scenario, path, args.strategy, seed=scenario.run.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".trades.csv.tmp-", dir=out)
-    os.close(fd)
-    try:
-        log.to_csv(tmp, index=False)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    print(f"{args.strategy}, path {path}" + (f" ({args.path} final equity)" if path != args.path else ""))
+    memory.check_replay_command(scenario, args.strategy, pick=not isinstance(args.path, int))
+    path = args.path
+    with io.staged_dir(out, force=args.force) as tmp:
+        if not isinstance(path, int):
+            path = _pick_path(_simulate(scenario, args), args.strategy, path)
+        from mcsim import replay
+
+        log = replay(scenario, path, args.strategy, seed=scenario.run.seed)
+        log.to_csv(tmp / "trades.csv", index=False)
+    dest = out / "trades.csv"
+    print(printable(f"{args.strategy}, path {path}" + (f" ({args.path} final equity)" if path != args.path else "")))
     with pd.option_context("display.width", 250, "display.max_rows", None, "display.max_columns", None):
         print(log.to_string(index=False))
-    print(f"wrote {dest}")
+    print(printable(f"wrote {dest}"))
     return 0
 
 
 def cmd_validate(args) -> int:
     sc = _load(args.scenario, args.sets)
     strategies = ", ".join(f"{s.name} ({s.kind})" for s in sc.strategies) or "none"
-    print(f"ok: {_resolve_scenario(args.scenario)}: {sc.title or '(no title)'}")
+    print(printable(f"ok: {_resolve_scenario(args.scenario)}: {sc.title or '(no title)'}"))
     print(f"  {sc.run.paths:,} paths x {sc.n_steps} steps ({sc.run.horizon_years:g} years), seed {sc.run.seed}; "
           f"underlyings {', '.join(sc.underlying_names)}; regimes {', '.join(sc.regimes.names)}")
     print(f"  strategies: {strategies}; baselines buy_and_hold, cash")
@@ -577,7 +590,7 @@ def cmd_scenarios(args) -> int:
             title = tomllib.loads(f.read_text(encoding="utf-8")).get("title", "") or "(no title)"
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             title = f"(unreadable: {' '.join(str(exc).split())})"
-        print(f"{name.ljust(width)}  {title}")
+        print(printable(f"{name.ljust(width)}  {title}"))
     print(f"({', '.join(str(d) for d in dirs)})")
     return 0
 
@@ -590,14 +603,39 @@ def _on_sigterm(signum, frame):
     raise SystemExit(143)
 
 
+def _save_traceback(exc: BaseException) -> str:
+    """Write the full traceback of an unexpected error to a file; return where (or why not)."""
+    import traceback
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    for d in (Path.home() / ".cache" / "mcsim", Path(tempfile.gettempdir())):
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix="mcsim-traceback-", suffix=".txt", dir=d)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(f"mcsim {' '.join(sys.argv[1:])}\n{text}")
+            return f"full traceback in {name}"
+        except OSError:
+            continue
+    return "the traceback could not be saved"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `mcsim` console script; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    with contextlib.suppress(ValueError):  # not in the main thread: keep the default
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    """Entry point of the `mcsim` console script; returns the exit status.
+
+    Exit status: 0 success, 2 bad input (one line naming field, value and what is allowed),
+    1 the environment failed (memory, disk, permissions; one line naming the user's path),
+    130 interrupted (SIGINT), 143 SIGTERM. An unexpected error prints one line and saves the
+    full traceback to a file named in that line. Never a traceback on the terminal.
+    """
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        with contextlib.suppress(ValueError):  # not in the main thread: keep the default
+            signal.signal(signal.SIGTERM, _on_sigterm)
         return int(args.func(args) or 0)
+    except SystemExit:
+        raise
     except ScenarioError as exc:
         _fail(f"mcsim: error: {exc}")
     except KeyboardInterrupt:
@@ -606,9 +644,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(Exception):
             sys.stdout = open(os.devnull, "w")
         return 1
+    except MemoryError:
+        _fail("mcsim: error: out of memory (reduce --paths, --chunk-paths or run.horizon_years)", EXIT_ENVIRONMENT)
+    except RecursionError:
+        _fail("mcsim: error: input nested too deeply (a scenario or --set value with deeply nested "
+              "lists or tables)", EXIT_BAD_INPUT)
     except OSError as exc:
-        _fail(f"mcsim: error: {exc}", 1)
+        _fail(f"mcsim: error: {_os_error_line(exc)}", EXIT_ENVIRONMENT)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
+        where = _save_traceback(exc)
+        _fail(f"mcsim: internal error: {type(exc).__name__}: {exc} ({where}; please report it)", EXIT_ENVIRONMENT)
     return 0
+
+
+def _os_error_line(exc: OSError) -> str:
+    from .io import OutputWriteError
+
+    if isinstance(exc, OutputWriteError) or not exc.strerror:
+        return str(exc)
+    name = f' "{exc.filename}"' if exc.filename else ""
+    return f"{exc.strerror}{name} (errno {exc.errno})"
 
 
 if __name__ == "__main__":

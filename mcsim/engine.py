@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from .market import BLOCK, MarketPaths, generate_market, market_params, resolve_threads
+from .memory import check_market_run, check_replay, check_run
 from .scenario import Scenario
+from .validation import check_instance_arg, check_int_arg
 from .strategies.kernel import run_paths
 from .strategies.layout import ACTION_NAMES, LEG_NAMES, LOG_DT, MONTH_DT, PATH_DT, records
 from .strategies.params import all_strategies, to_kernel, with_steps
@@ -163,7 +165,7 @@ class _Plan:
         )
 
     def _strategy_col(self, reps):
-        codes = np.repeat(np.arange(len(self.names), dtype=np.int8), reps)
+        codes = np.repeat(np.arange(len(self.names), dtype=np.min_scalar_type(-len(self.names))), reps)
         return pd.Categorical.from_codes(codes, categories=list(self.names))
 
     def _per_path(self, first_path):
@@ -257,12 +259,18 @@ def simulate(scenario: Scenario, n_paths: int | None = None, seed: int | None = 
     progress : callable, optional
         Called as ``progress(paths_done, n_paths)`` after each chunk (the CLI's progress bar).
     """
+    check_instance_arg("simulate", "scenario", scenario, Scenario, "a mcsim.Scenario (see mcsim.load_scenario)")
     run = scenario.run
-    n_paths = int(run.paths if n_paths is None else n_paths)
-    seed = int(run.seed if seed is None else seed)
-    chunk = int(run.chunk_paths if chunk_paths is None else chunk_paths)
-    if n_paths < 1 or chunk < 1:
-        raise ValueError(f"n_paths and chunk_paths must be >= 1 (got {n_paths}, {chunk})")
+    n_paths = check_int_arg("simulate", "n_paths", n_paths, lo=1, optional=True)
+    seed = check_int_arg("simulate", "seed", seed, lo=0, hi=2**63 - 1, optional=True)
+    chunk = check_int_arg("simulate", "chunk_paths", chunk_paths, lo=1, optional=True)
+    check_int_arg("simulate", "threads", threads, lo=1, optional=True)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"simulate: progress must be callable (got {type(progress).__name__})")
+    n_paths = run.paths if n_paths is None else n_paths
+    seed = run.seed if seed is None else seed
+    chunk = run.chunk_paths if chunk is None else chunk
+    check_run(scenario, n_paths, chunk)
     t0 = time.perf_counter()
     plan = _Plan(scenario, n_paths, run.n_steps, threads)
     params = market_params(scenario)
@@ -284,7 +292,9 @@ def simulate(scenario: Scenario, n_paths: int | None = None, seed: int | None = 
     return plan.result(0, seed, chunk, BLOCK, time.perf_counter() - t0)
 
 
-def _check_market(scenario: Scenario, market: MarketPaths):
+def _check_market(scenario: Scenario, market: MarketPaths, func: str):
+    check_instance_arg(func, "scenario", scenario, Scenario, "a mcsim.Scenario (see mcsim.load_scenario)")
+    check_instance_arg(func, "market", market, MarketPaths, "a mcsim.MarketPaths")
     if tuple(market.underlyings) != scenario.underlying_names:
         raise ValueError(f"market underlyings {market.underlyings} must equal the scenario's "
                          f"{scenario.underlying_names} (same names, same order)")
@@ -300,7 +310,9 @@ def run_strategies(scenario: Scenario, market: MarketPaths, threads: int | None 
 
     The horizon is the market's (market.n_steps steps); rows are paths market.first_path, ...
     """
-    _check_market(scenario, market)
+    _check_market(scenario, market, "run_strategies")
+    check_int_arg("run_strategies", "threads", threads, lo=1, optional=True)
+    check_market_run(scenario, market)
     t0 = time.perf_counter()
     plan = _Plan(scenario, market.n_paths, market.n_steps, threads)
     pool = ThreadPoolExecutor(plan.threads) if plan.threads > 1 else None
@@ -323,14 +335,15 @@ def _strategy_rules(scenario: Scenario, strategy):
 
 def replay_market(scenario: Scenario, market: MarketPaths, strategy: str, row: int = 0) -> pd.DataFrame:
     """Trade log of one market row for one strategy (same kernel as `simulate`)."""
-    _check_market(scenario, market)
+    _check_market(scenario, market, "replay_market")
+    check_instance_arg("replay_market", "strategy", strategy, str, "a strategy name (str)")
+    row = check_int_arg("replay_market", "row", row, lo=0, hi=market.n_paths - 1)
     rules = _strategy_rules(scenario, strategy)
     n = market.n_steps
     month = scenario.run.month_steps
     nm = -(-n // month)
     kp = with_steps(to_kernel(rules, scenario, log=True), n, nm)
-    cap = max(int(kp.p.cap), 1)
-    log = records((n + 1) * (cap + 2) + 8, LOG_DT)
+    log = records(check_replay(scenario, kp, n, nm, market.n_paths), LOG_DT)
     out_p = records(market.n_paths, PATH_DT)
     months = records((market.n_paths, nm), MONTH_DT)
     rows = run_paths(market.spot, market.atm_iv, market.regime, row, row + 1, kp.rules, out_p,
@@ -351,9 +364,13 @@ def replay(scenario: Scenario, path: int, strategy: str, seed: int | None = None
     action, underlying, kind, strike ($/share), expiry (step), contracts, price ($/share; withdraw:
     $ paid; end: final equity), spot ($), iv, cash ($), equity ($), cash and equity after the event.
     """
-    seed = int(scenario.run.seed if seed is None else seed)
+    check_instance_arg("replay", "scenario", scenario, Scenario, "a mcsim.Scenario (see mcsim.load_scenario)")
+    path = check_int_arg("replay", "path", path, lo=0)
+    check_instance_arg("replay", "strategy", strategy, str, "a strategy name (str)")
+    seed = check_int_arg("replay", "seed", seed, lo=0, hi=2**63 - 1, optional=True)
+    seed = scenario.run.seed if seed is None else seed
     params = market_params(scenario)
-    spot, iv, reg = generate_market(params, seed, int(path), 1)
+    spot, iv, reg = generate_market(params, seed, path, 1)
     market = MarketPaths(spot, iv, reg, params.underlyings, params.steps_per_year, int(path))
     return replay_market(scenario, market, strategy)
 

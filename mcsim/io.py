@@ -1,9 +1,13 @@
 """Result files: summary.json, paths.parquet, monthly.parquet, plots, written all-or-nothing.
 
-Everything goes into a temporary directory beside the target (`.NAME.tmp-XXXX`) and is renamed
-into place at the end, so an interrupted or failed run leaves no half-written result. An existing
-target is never replaced unless `force=True`; then the old directory is moved aside, the new one
-renamed in, and the old one deleted (the target is missing only between two renames).
+Everything goes into a temporary directory beside the target (`.NAME.tmp-XXXX`, carrying a
+`.mcsim-staging` marker with the writer's pid) and is renamed into place at the end, so an
+interrupted or failed run leaves no half-written result; what a killed run left behind is
+removed by the next run into the same parent (`clean_stale`). A finished result directory carries
+`.mcsim-result`, listing its files. An existing target is never replaced unless `force=True`, and
+then only if it is such a result directory holding nothing else (`check_target`): a plain file,
+a symlink, any other directory, `/`, the home or working directory are refused and left as they
+are. A replace moves the old directory aside, renames the new one in and deletes the old one.
 
 Both Parquet files carry the provenance (mcsim version, resolved scenario with overrides, seed,
 paths, steps, block size, wall time, path-steps/s) as JSON under the schema metadata key `mcsim`.
@@ -18,6 +22,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -34,7 +39,11 @@ __all__ = [
     "MONTHLY_SUBSET_PATHS",
     "METADATA_KEY",
     "OutputExistsError",
+    "OutputWriteError",
+    "MARKER",
     "check_target",
+    "clean_stale",
+    "read_marker",
     "staged_dir",
     "provenance",
     "write_parquet",
@@ -49,16 +58,92 @@ METADATA_KEY = b"mcsim"
 
 
 class OutputExistsError(ScenarioError):
-    """The output directory exists and `force` was not given."""
+    """The output exists and `force` was not given, or `force` cannot replace it (not ours)."""
+
+
+class OutputWriteError(OSError):
+    """Writing a result failed (disk full, no permission): the message names the user's path."""
+
+
+MARKER = ".mcsim-result"          # in every result directory mcsim wrote: what --force may replace
+STAGING_MARKER = ".mcsim-staging"  # in a directory while mcsim writes it: pid and host of the writer
+_MAGIC = "mcsim result directory"
+_STALE = re.compile(r"^\..+\.(tmp|old)-[A-Za-z0-9_]+$")
+
+
+def _refuse(flag: str, t: Path, why: str) -> OutputExistsError:
+    return OutputExistsError(
+        f'{flag}: "{t}" is not allowed with --force ({why}; --force replaces only a result directory '
+        f"that mcsim wrote, marked by {MARKER}; choose another path)"
+    )
+
+
+def read_marker(d: Path) -> dict | None:
+    """The marker of an mcsim result directory `d`, or None if `d` is not one."""
+    m = Path(d) / MARKER
+    try:
+        if m.is_symlink() or not m.is_file():
+            return None
+        data = json.loads(m.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("mcsim") != _MAGIC or not isinstance(data.get("files"), list):
+        return None
+    return data
+
+
+def _protected(t: Path) -> str | None:
+    """Why `t` may never be replaced whatever it holds, or None."""
+    try:
+        r = t.resolve()
+    except (OSError, RuntimeError):
+        return "it cannot be resolved"
+    cwd = Path.cwd().resolve()
+    if r == Path(r.anchor):
+        return "it is the root directory"
+    if r == cwd or r in cwd.parents:
+        return "it is the working directory or one of its parents"
+    home = Path(os.path.expanduser("~"))
+    with contextlib.suppress(OSError, RuntimeError):
+        if r == home.resolve() or r in home.resolve().parents:
+            return "it is the home directory or one of its parents"
+    if os.path.ismount(r):
+        return "it is a mount point"
+    return None
 
 
 def check_target(target: str | Path, force: bool, flag: str = "--out") -> Path:
-    """Raise `OutputExistsError` (one line) if `target` exists and `force` is False."""
+    """Raise `OutputExistsError` (one line) unless `target` may be written.
+
+    A missing target may always be written. An existing one needs `force`, and even then only an
+    mcsim result directory qualifies: a real directory (not a symlink, not a mount point, not
+    `/`, the home or the working directory) with a valid `.mcsim-result` marker, holding nothing
+    but the files that marker lists. Anything else is refused and left untouched.
+    """
     t = Path(target)
-    if (t.exists() or t.is_symlink()) and not force:
+    if not (t.exists() or t.is_symlink()):
+        return t
+    if not force:
         raise OutputExistsError(
             f'{flag}: "{t}" is not allowed (it already exists; choose another directory or pass --force to replace it)'
         )
+    if t.is_symlink():
+        raise _refuse(flag, t, "it is a symbolic link")
+    if not t.is_dir():
+        raise _refuse(flag, t, "it is a file, not a directory")
+    why = _protected(t)
+    if why:
+        raise _refuse(flag, t, why)
+    marker = read_marker(t)
+    if marker is None:
+        raise _refuse(flag, t, f"it is not an mcsim result directory: no valid {MARKER}")
+    allowed = set(marker["files"]) | {MARKER, STAGING_MARKER}
+    try:
+        foreign = sorted(e.name for e in os.scandir(t) if e.name not in allowed)
+    except OSError as exc:
+        raise _refuse(flag, t, f"it cannot be listed: {exc.strerror}") from None
+    if foreign:
+        raise _refuse(flag, t, f"it holds {len(foreign)} entries mcsim did not write, e.g. {foreign[0]!r}")
     return t
 
 
@@ -70,45 +155,134 @@ def _remove(p: Path) -> None:
             p.unlink()
 
 
+def _write_staging_marker(d: Path) -> None:
+    info = {"mcsim": "staging", "pid": os.getpid(), "host": platform.node(),
+            "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    (d / STAGING_MARKER).write_text(json.dumps(info) + "\n", encoding="utf-8")
+
+
+def _writer_alive(d: Path) -> bool | None:
+    """Whether the process that staged `d` still runs (None: `d` was not staged by mcsim here)."""
+    try:
+        info = json.loads((d / STAGING_MARKER).read_text(encoding="utf-8"))
+        pid, host = int(info["pid"]), info["host"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return None
+    if info.get("mcsim") != "staging" or host != platform.node():
+        return None
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def clean_stale(parent: Path) -> list[str]:
+    """Remove what killed mcsim runs left in `parent`; return the names removed or restored.
+
+    Only directories named `.NAME.tmp-XXXX` / `.NAME.old-XXXX` that carry a staging marker of a
+    process of this host that no longer runs qualify. A `.old-` directory is the previous result
+    of a replace that was killed between its two renames: it is renamed back when `NAME` is
+    missing, removed otherwise.
+    """
+    done: list[str] = []
+    try:
+        entries = [e for e in os.scandir(parent) if _STALE.match(e.name)]
+    except OSError:
+        return done
+    for e in entries:
+        d = Path(e.path)
+        if d.is_symlink() or not d.is_dir() or _writer_alive(d) is not False:
+            continue
+        if ".old-" in e.name:
+            name = e.name[1:e.name.rindex(".old-")]
+            target = Path(parent) / name
+            if not (target.exists() or target.is_symlink()) and read_marker(d) is not None:
+                with contextlib.suppress(OSError):
+                    os.rename(d, target)
+                    (target / STAGING_MARKER).unlink(missing_ok=True)
+                    done.append(name)
+                    continue
+        _remove(d)
+        done.append(e.name)
+    return done
+
+
+def _write_error(target: Path, exc: OSError) -> OutputWriteError:
+    why = exc.strerror or type(exc).__name__
+    return OutputWriteError(f'cannot write "{target}" ({why}; errno {exc.errno})')
+
+
 @contextlib.contextmanager
-def staged_dir(target: str | Path, force: bool = False) -> Iterator[Path]:
+def staged_dir(target: str | Path, force: bool = False, flag: str = "--out") -> Iterator[Path]:
     """Yield a fresh temporary directory beside `target`; rename it to `target` on success.
 
-    On any exception (KeyboardInterrupt included) the temporary directory is removed, and a parent
-    directory created here is removed again if it is empty.
+    The directory carries a staging marker while it is written and `.mcsim-result` (listing its
+    files) once complete. On any exception (KeyboardInterrupt included) the temporary directory
+    is removed, and a parent directory created here is removed again if it is empty. An OSError
+    while writing is raised as `OutputWriteError` naming `target`, never the temporary path.
     """
-    target = check_target(target, force)
+    target = check_target(target, force, flag)
     parent = target.parent if str(target.parent) else Path(".")
     created = []
     p = parent
     while not p.exists():
         created.append(p)
         p = p.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
+    tmp = None
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary directory
-        yield tmp
-        _commit(tmp, target, force)
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            clean_stale(parent)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary directory
+            _write_staging_marker(tmp)
+        except OSError as exc:
+            raise _write_error(target, exc) from None
+        try:
+            yield tmp
+        except OSError as exc:
+            if isinstance(exc, OutputWriteError):
+                raise
+            raise _write_error(target, exc) from None
+        try:
+            _commit(tmp, target, force, flag)
+        except OSError as exc:
+            raise _write_error(target, exc) from None
     except BaseException:
-        _remove(tmp)
+        if tmp is not None:
+            _remove(tmp)
         for c in created:
             with contextlib.suppress(OSError):
                 c.rmdir()
         raise
 
 
-def _commit(tmp: Path, target: Path, force: bool) -> None:
+def _write_marker(tmp: Path) -> None:
+    files = sorted(e.name for e in os.scandir(tmp) if e.name not in (MARKER, STAGING_MARKER))
+    info = {"mcsim": _MAGIC, "mcsim_version": _versions()["mcsim"], "files": files,
+            "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    (tmp / MARKER).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+
+
+def _commit(tmp: Path, target: Path, force: bool, flag: str) -> None:
+    _write_marker(tmp)
     if not (target.exists() or target.is_symlink()):
         try:
             os.rename(tmp, target)
+            (target / STAGING_MARKER).unlink(missing_ok=True)
             return
         except OSError:
             if not target.exists():
                 raise
-    check_target(target, force)
+    check_target(target, force, flag)  # it appeared meanwhile: the same checks again
+    _write_staging_marker(target)      # so a kill between the renames can be undone (clean_stale)
     old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
     os.rmdir(old)
     os.rename(target, old)
@@ -116,7 +290,9 @@ def _commit(tmp: Path, target: Path, force: bool) -> None:
         os.rename(tmp, target)
     except BaseException:
         os.rename(old, target)
+        (target / STAGING_MARKER).unlink(missing_ok=True)
         raise
+    (target / STAGING_MARKER).unlink(missing_ok=True)
     _remove(old)
 
 

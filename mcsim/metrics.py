@@ -36,6 +36,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from .scenario import BASELINE_NAMES
+
 __all__ = [
     "QUANTILES",
     "CONFIDENCE",
@@ -53,6 +55,7 @@ __all__ = [
     "format_table",
     "paired_table",
     "format_paired_table",
+    "trade_warnings",
     "to_jsonable",
 ]
 
@@ -306,6 +309,31 @@ def _path_means(pos: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
         return s / c
 
 
+def _month_start_equity(mo: pd.DataFrame, initial: float) -> np.ndarray:
+    """Equity at the start of each monthly row (in the rows' order): the previous month's end
+    equity (after its withdrawal), `initial` in month 0."""
+    eq = mo["equity"].to_numpy(dtype=np.float64)
+    month = mo["month"].to_numpy()
+    path = mo["path"].to_numpy()
+    order = np.lexsort((month, path))  # path-major, months ascending (already so from the engine)
+    e, m, p = eq[order], month[order], path[order]
+    prev = np.empty(len(e))
+    if len(e):
+        prev[0] = initial
+        prev[1:] = e[:-1]
+        follows = np.r_[False, (m[1:] == m[:-1] + 1) & (p[1:] == p[:-1])]
+        prev[~follows] = np.where(m[~follows] == 0, initial, np.nan)  # a missing month: unknown start
+    start = np.empty(len(e))
+    start[order] = prev
+    return start
+
+
+def _path_nanmeans(pos: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Mean of the finite `values` per path row (nan for a path without any)."""
+    ok = np.isfinite(values)
+    return _path_means(pos[ok], values[ok], n)
+
+
 def _income_block(pp: pd.DataFrame, mo: pd.DataFrame, ctx: SummaryContext) -> dict:
     full = _full_months(mo)
     pos, n = _path_positions(full["path"].to_numpy(), pp)
@@ -318,9 +346,15 @@ def _income_block(pp: pd.DataFrame, mo: pd.DataFrame, ctx: SummaryContext) -> di
         d["share_negative"] = _num((v < 0).mean()) if len(v) else None
         d["share_negative_se"] = _num(_finite(neg).std(ddof=1) / math.sqrt(len(_finite(neg)))) if len(_finite(neg)) > 1 else None
         out[col] = d
-    scale = 1.0 / (ctx.initial_equity * ctx.years)
-    out["annual_premium_yield"] = _mean(pp["premium_collected"].to_numpy(dtype=np.float64) * scale)
-    out["annual_realised_yield"] = _mean(pp["realised_pnl"].to_numpy(dtype=np.float64) * scale)
+    # yields on the equity at work: per path, the mean over full months of income / month-start
+    # equity, times 12 (not total / initial equity, which overstates once equity has fallen)
+    start = _month_start_equity(mo, ctx.initial_equity)
+    if len(full) != len(mo):
+        start = start[~mo["partial"].to_numpy(dtype=bool)]
+    for col, key in (("premium", "annual_premium_yield"), ("realised_pnl", "annual_realised_yield")):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(start > 0.0, full[col].to_numpy(dtype=np.float64) / start, np.nan)
+        out[key] = _mean(12.0 * _path_nanmeans(pos, ratio, n))
     out["annual_mtm_return"] = _mean(pp["cagr"].to_numpy(dtype=np.float64))
     return out
 
@@ -471,12 +505,18 @@ def _aligned(per_path: pd.DataFrame, name: str) -> pd.DataFrame:
     return per_path[per_path["strategy"] == name].set_index("path").sort_index()
 
 
-def paired_comparison(per_path: pd.DataFrame, a: str, b: str) -> dict:
+def paired_comparison(per_path: pd.DataFrame, a: str, b: str, aligned: dict | None = None) -> dict:
     """A vs B on common paths: mean differences of CAGR and max drawdown depth, P(final_A > final_B).
 
     `max_drawdown_depth` differences are depth_A - depth_B: positive means A fell further.
+    `aligned` (optional) caches each strategy's rows indexed by path, for many pairs.
     """
-    ta, tb = _aligned(per_path, a), _aligned(per_path, b)
+    if aligned is None:
+        aligned = {}
+    for s in (a, b):
+        if s not in aligned:
+            aligned[s] = _aligned(per_path, s)
+    ta, tb = aligned[a], aligned[b]
     common = ta.index.intersection(tb.index)
     if len(common) != len(ta) or len(common) != len(tb):
         raise ValueError(f"paired comparison {a} vs {b}: strategies were not run on the same paths")
@@ -500,6 +540,20 @@ def paired_comparison(per_path: pd.DataFrame, a: str, b: str) -> dict:
 # summary
 
 
+MAX_ALL_PAIRS = 16  # up to this many strategies (baselines included) every pair is compared
+
+
+def comparison_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
+    """(a, b) pairs of the paired comparison: every pair of up to MAX_ALL_PAIRS strategies, above
+    that each strategy against each baseline (so 1,000 strategies give 2,000 pairs, not 500,000)."""
+    names = list(names)
+    if len(names) <= MAX_ALL_PAIRS:
+        return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    base = [b for b in BASELINE_NAMES if b in names]
+    pairs = [(a, b) for a in names if a not in base for b in base]
+    return pairs + [(a, b) for i, a in enumerate(base) for b in base[i + 1:]]
+
+
 def summarize_tables(per_path: pd.DataFrame, monthly: pd.DataFrame, ctx: SummaryContext,
                      *, pairs: bool = True) -> dict:
     """Metrics of every strategy in `ctx.strategies` and the paired comparison of every pair."""
@@ -515,7 +569,8 @@ def summarize_tables(per_path: pd.DataFrame, monthly: pd.DataFrame, ctx: Summary
             "mean_se": "Monte Carlo standard error; path-month means clustered by path",
             "income_months": "full months only",
             "var": "k = ceil(n (1 - level)); VaR = -k-th worst total_return, CVaR = -mean of the k worst",
-            "paired": "per-path differences a - b on common paths; ci95 = mean +- 1.96 se",
+            "paired": (f"per-path differences a - b on common paths; ci95 = mean +- 1.96 se; every pair of up to "
+                       f"{MAX_ALL_PAIRS} strategies, above that each strategy against the baselines"),
             "regimes": "conditioned on each path's dominant_regime",
             "initial_equity": ctx.initial_equity,
             "years": ctx.years,
@@ -523,14 +578,54 @@ def summarize_tables(per_path: pd.DataFrame, monthly: pd.DataFrame, ctx: Summary
         "metrics": {s: strategy_metrics(by_p[s], by_m.get(s, empty_m), ctx) for s in names},
     }
     if pairs:
-        out["paired"] = [paired_comparison(per_path, a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+        cache = {k: g.set_index("path").sort_index() for k, g in by_p.items()}
+        out["paired"] = [paired_comparison(per_path, a, b, cache) for a, b in comparison_pairs(names)]
     return to_jsonable(out)
+
+
+NO_TRADE_SHARE = 0.5  # warn when an option strategy sells nothing on more than this share of paths
+
+
+def _no_trade_cause(rules, scenario) -> str:
+    """The likely reason an option strategy sells nothing: one contract does not fit its size."""
+    cash = rules.sizing.position_fraction * scenario.run.initial_equity
+    spots = {u.name: u.spot for u in scenario.underlyings if u.name in rules.underlyings}
+    if rules.sizing.contracts == "integer" and spots:
+        name, spot = min(spots.items(), key=lambda kv: kv[1])
+        if rules.kind == "bull_put_spread":
+            width = rules.width if rules.width is not None else rules.width_pct * spot
+            need, what = width * 100.0, f"one {width:g}-wide spread on {name} risks up to"
+        else:
+            need, what = spot * 100.0, f"one contract on {name} (spot {spot:,.2f}) secures about"
+        if need > cash:
+            return (f"{what} ${need:,.0f} but sizing.position_fraction x initial equity is ${cash:,.0f}: "
+                    f'use sizing.contracts = "fractional", a larger position_fraction or a cheaper underlying')
+    return "no listed strike met its rule on the entry days, or the credit after costs was not positive"
+
+
+def trade_warnings(result) -> list[dict]:
+    """Option strategies that opened no position on most paths, each with the likely cause."""
+    sc = result.scenario
+    rules = {s.name: s for s in sc.strategies}
+    out = []
+    for name, g in result.per_path.groupby("strategy", sort=False, observed=True):
+        r = rules.get(str(name)) or rules.get(str(name).split(":", 1)[-1])
+        if r is None or r.kind == "buy_and_hold" or len(g) == 0:
+            continue
+        share = float((g["options_sold"] == 0).mean())
+        if share > NO_TRADE_SHARE:
+            out.append({"strategy": str(name), "share_of_paths_without_a_sale": share,
+                        "message": f"{name} sold no option on {100 * share:.0f}% of paths ({_no_trade_cause(r, sc)})"})
+    return out
 
 
 def summarize(result) -> dict:
     """JSON-serialisable metrics of a `Result` (every path, every strategy, every pair)."""
+    if not all(hasattr(result, a) for a in ("per_path", "monthly", "scenario")):
+        raise TypeError(f"summarize: result must be a mcsim.Result (from mcsim.simulate; got {type(result).__name__})")
     ctx = SummaryContext.from_result(result)
     out = summarize_tables(result.per_path, result.monthly, ctx)
+    out["warnings"] = trade_warnings(result)
     out["run"] = to_jsonable({
         "seed": getattr(result, "seed", None),
         "n_paths": getattr(result, "n_paths", None),

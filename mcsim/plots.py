@@ -17,10 +17,32 @@ plotted series carry legend labels, so `series_labels(fig)` lists them (tests co
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
+
+def _matplotlib_config_dir() -> None:
+    """A read-only $HOME: give matplotlib a writable config dir instead of a warning on stderr."""
+    if os.environ.get("MPLCONFIGDIR"):
+        return
+    home = Path(os.path.expanduser("~")) / ".config" / "matplotlib"
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=home).close()
+    except OSError:
+        d = Path(tempfile.gettempdir()) / f"mcsim-matplotlib-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+        try:
+            d.mkdir(exist_ok=True)
+            os.environ["MPLCONFIGDIR"] = str(d)
+        except OSError:
+            pass
+
+
+_matplotlib_config_dir()
+
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 

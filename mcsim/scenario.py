@@ -12,13 +12,15 @@ from __future__ import annotations
 import copy
 import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
 from .errors import ScenarioError
+from .memory import MAX_PATHS
 from .validation import (
     Table, bad_value, check_correlation, check_matrix, check_stochastic, fmt_value, is_irreducible,
     stationary_distribution,
@@ -42,6 +44,9 @@ __all__ = [
     "parse_scenario",
     "apply_overrides",
     "calendar_days_to_steps",
+    "is_valid_name",
+    "parse_override_value",
+    "MAX_STRATEGIES",
     "STRATEGY_KINDS",
     "BASELINE_NAMES",
 ]
@@ -52,6 +57,32 @@ ROLL_WHEN_CHOICES = ("off", "itm", "delta")
 SETTLE_CHOICES = ("cash", "shares")
 CONTRACTS_CHOICES = ("integer", "fractional")
 _ARRAY_TABLES = ("underlyings", "strategies", "shocks")
+TOP_KEYS = ("title", "run", "regimes", "underlyings", "shocks", "correlation", "costs", "strategies")
+_COMMON_STRATEGY_KEYS = ("name", "kind", "underlyings", "entry_every_days")
+_OPTION_STRATEGY_KEYS = ("manage", "high_iv", "sizing")
+STRATEGY_KEYS = {  # the keys a [[strategies]] entry may hold, by kind
+    "wheel": _COMMON_STRATEGY_KEYS + ("put", "call") + _OPTION_STRATEGY_KEYS,
+    "bull_put_spread": _COMMON_STRATEGY_KEYS + ("short_put", "width", "width_pct") + _OPTION_STRATEGY_KEYS,
+    "put_write": _COMMON_STRATEGY_KEYS + ("put",) + _OPTION_STRATEGY_KEYS,
+    "covered_call": _COMMON_STRATEGY_KEYS + ("call",) + _OPTION_STRATEGY_KEYS,
+    "buy_and_hold": _COMMON_STRATEGY_KEYS + ("sizing",),
+}
+
+
+NAME_MAX = 64
+NAME_RULE = (f"a name of 1-{NAME_MAX} printable characters without dots, slashes or backslashes, "
+             "not starting or ending with a space")
+
+
+def is_valid_name(name) -> bool:
+    """Names of underlyings, strategies and regimes: printed, used in --set paths and file names."""
+    return (isinstance(name, str) and 0 < len(name) <= NAME_MAX and name.isprintable()
+            and not any(c in name for c in "./\\") and name == name.strip())
+
+
+def _keys(cls) -> tuple[str, ...]:
+    """The TOML keys of a table: the fields of the dataclass it loads into."""
+    return tuple(f.name for f in fields(cls))
 
 
 def calendar_days_to_steps(days: float, steps_per_year: int) -> int:
@@ -303,12 +334,26 @@ class Scenario:
 # loading
 
 
+MAX_NESTING = 32       # tables and lists inside each other in a scenario file or a --set value
+MAX_STRATEGIES = 1000  # [[strategies]] entries in one scenario (the baselines come on top)
+
+
 def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
     """Read a TOML scenario, apply `"dotted.key=value"` overrides, validate.
 
+    Parameters
+    ----------
+    path : str or Path
+        The TOML file.
+    overrides : iterable of str
+        One assignment per item, e.g. ``["run.paths=5000", "underlyings.SPY.volatility=0.2"]``.
+
     Raises `ScenarioError` (one line: field, value, what is allowed) on any bad input,
-    including a missing or unreadable file.
+    including a missing or unreadable file; `TypeError` for arguments of the wrong type.
     """
+    if not isinstance(path, (str, Path)) or isinstance(path, bool):
+        raise TypeError(f"load_scenario: path must be a str or pathlib.Path (got {type(path).__name__})")
+    overrides = _override_list(overrides, "load_scenario")
     p = Path(path)
     if not p.is_file():
         raise ScenarioError(f"scenario: {fmt_value(str(path))} is not allowed (must be an existing TOML file)")
@@ -316,10 +361,68 @@ def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"scenario: {fmt_value(str(path))} is not valid TOML ({_one_line(exc)})") from None
+    except RecursionError:
+        raise ScenarioError(f"scenario: {fmt_value(str(path))} is not allowed (nested deeper than "
+                            f"{MAX_NESTING} tables or lists)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"scenario: {fmt_value(str(path))} cannot be read ({_one_line(exc)})") from None
+    _check_depth(raw, f"scenario: {fmt_value(str(path))}")
     raw = apply_overrides(raw, overrides)
     return parse_scenario(raw, source=str(p))
+
+
+def _override_list(overrides, who: str) -> list[str]:
+    if isinstance(overrides, (str, bytes)) or not isinstance(overrides, Iterable):
+        raise TypeError(f"{who}: overrides must be a list of \"key=value\" strings, not a "
+                        f"{type(overrides).__name__} (write [\"run.paths=5\"], not \"run.paths=5\")")
+    out = list(overrides)
+    for o in out:
+        if not isinstance(o, str):
+            raise TypeError(f"{who}: overrides must be strings (got {type(o).__name__}: {o!r})")
+    return out
+
+
+def _depth(v, limit: int, level: int = 0) -> int:
+    """Nesting depth of lists and tables in `v` (stops counting past `limit`; no recursion)."""
+    deepest = level
+    stack = [(v, level)]
+    while stack:
+        x, d = stack.pop()
+        if d > limit:
+            return d
+        deepest = max(deepest, d)
+        if isinstance(x, dict):
+            stack.extend((c, d + 1) for c in x.values())
+        elif isinstance(x, list):
+            stack.extend((c, d + 1) for c in x)
+    return deepest
+
+
+def _check_depth(v, what: str) -> None:
+    if _depth(v, MAX_NESTING) > MAX_NESTING:
+        raise ScenarioError(f"{what} is not allowed (nested deeper than {MAX_NESTING} tables or lists)")
+
+
+def parse_override_value(text: str, flag: str = "--set") -> Any:
+    """One `--set`/`--grid` value: TOML (`0.2`, `[0.1, 0.2]`, `"calm"`, `true`), or a bare word.
+
+    Exactly one value: text that would make TOML read a second assignment (a newline, `#`
+    comments hiding the rest) or any control character is refused with a one-line error.
+    """
+    if any(not c.isprintable() for c in text):
+        raise ScenarioError(f"{flag}: {fmt_value(text)} is not allowed (must be one value on one line, "
+                            f"without control characters)")
+    try:
+        table = tomllib.loads(f"v = {text}")
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word: regimes.initial=calm
+    except RecursionError:
+        raise ScenarioError(f"{flag}: {fmt_value(text[:40] + '...')} is not allowed (nested deeper than "
+                            f"{MAX_NESTING} lists)") from None
+    if list(table) != ["v"]:
+        raise ScenarioError(f"{flag}: {fmt_value(text)} is not allowed (one assignment per {flag})")
+    _check_depth(table["v"], f"{flag}: {fmt_value(text[:40])}")
+    return table["v"]
 
 
 def apply_overrides(raw: dict, overrides: Iterable[str]) -> dict:
@@ -327,18 +430,19 @@ def apply_overrides(raw: dict, overrides: Iterable[str]) -> dict:
 
     Entries of a table array are addressed by `name` (`underlyings.SPY.volatility=0.2`), or by
     index where they have none (`shocks.0.day=30`). Values are parsed as TOML; a bare word that is
-    not valid TOML is taken as a string (`regimes.initial=calm`).
+    not valid TOML is taken as a string (`regimes.initial=calm`). One assignment per item.
     """
+    overrides = _override_list(overrides, "apply_overrides")
     raw = copy.deepcopy(raw)
     for text in overrides:
         if "=" not in text:
             raise ScenarioError(f"--set: {fmt_value(text)} is not allowed (must be dotted.key=value)")
         key, value_text = text.split("=", 1)
         key = key.strip()
-        value = _parse_value(value_text.strip())
         parts = key.split(".")
-        if not key or any(not p for p in parts):
+        if not key or any(not p for p in parts) or any(not c.isprintable() or c.isspace() for c in key):
             raise ScenarioError(f"--set: {fmt_value(text)} is not allowed (must be dotted.key=value)")
+        value = parse_override_value(value_text.strip())
         node: Any = raw
         i = 0
         trail: list[str] = []
@@ -380,13 +484,6 @@ def _find_entry(entries: list, ident: str, table: str) -> dict:
     raise ScenarioError(f"{table}.{ident}: no such entry (must be one of: {allowed})")
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
@@ -395,10 +492,17 @@ def _one_line(exc: BaseException) -> str:
 # parsing
 
 
-def parse_scenario(raw: dict, source: str = "") -> Scenario:
-    """Validate a raw scenario table (as read from TOML) into a `Scenario`."""
+def parse_scenario(raw: dict, source: str = "", max_strategies: int | None = MAX_STRATEGIES) -> Scenario:
+    """Validate a raw scenario table (as read from TOML) into a `Scenario`.
+
+    `max_strategies` (None: no limit) bounds the [[strategies]] entries; a sweep's internal
+    combined scenario is bounded by the memory estimate instead.
+    """
     top = Table(raw, "")
+    top.expect(TOP_KEYS)
     title = top.string("title", "")
+    if len(title) > 500 or not title.isprintable():
+        raise bad_value("title", title, "at most 500 printable characters on one line")
     run = _parse_run(Table(top.raw("run", {}), "run"))
     regimes = _parse_regimes(top.raw("regimes", None))
     n_reg = regimes.count
@@ -417,7 +521,10 @@ def parse_scenario(raw: dict, source: str = "") -> Scenario:
     correlation = _parse_correlation(top.raw("correlation", None), n_u, n_reg)
     costs = _parse_costs(Table(top.raw("costs", {}), "costs"))
     strategies: list[StrategyRules] = []
-    for i, s in enumerate(_array(top, "strategies")):
+    entries = _array(top, "strategies")
+    if max_strategies is not None and len(entries) > max_strategies:
+        raise bad_value("strategies", f"{len(entries)} entries", f"at most {max_strategies} [[strategies]] entries")
+    for i, s in enumerate(entries):
         strategies.append(_parse_strategy(s, i, names, [x.name for x in strategies], run))
     top.finish()
     return Scenario(
@@ -442,11 +549,12 @@ def _array(top: Table, key: str) -> list:
 
 
 def _parse_run(t: Table) -> RunConfig:
+    t.expect(_keys(RunConfig))
     d = RunConfig()
     run = RunConfig(
         horizon_years=t.number("horizon_years", d.horizon_years, lo=0.0, hi=100.0, lo_open=True),
         steps_per_year=t.integer("steps_per_year", d.steps_per_year, lo=1, hi=100000),
-        paths=t.integer("paths", d.paths, lo=1),
+        paths=t.integer("paths", d.paths, lo=1, hi=MAX_PATHS),
         seed=t.integer("seed", d.seed, lo=0, hi=2**63 - 1),
         initial_equity=t.number("initial_equity", d.initial_equity, lo=0.0, lo_open=True),
         risk_free_rate=t.number("risk_free_rate", d.risk_free_rate, lo=-0.2, hi=1.0),
@@ -465,14 +573,15 @@ def _parse_regimes(raw) -> Regimes:
     if raw is None:
         return Regimes()
     t = Table(raw, "regimes")
+    t.expect(("names", "mean_duration_days", "exit_probabilities", "transition", "initial"))
     names = t.raw("names")
     if (
         not isinstance(names, list)
         or not names
-        or any(not isinstance(x, str) or not x for x in names)
+        or any(not is_valid_name(x) for x in names)
         or len(set(names)) != len(names)
     ):
-        raise bad_value("regimes.names", names, "a non-empty list of distinct names")
+        raise bad_value("regimes.names", names, f"a non-empty list of distinct names, each {NAME_RULE}")
     n = len(names)
     has_dur = t.has("mean_duration_days")
     has_tr = t.has("transition")
@@ -513,11 +622,12 @@ def _parse_regimes(raw) -> Regimes:
 
 def _parse_underlying(raw, i, n_reg, seen) -> Underlying:
     name = raw.get("name") if isinstance(raw, dict) else None
-    if not isinstance(name, str) or not name or "." in name:
-        raise bad_value(f"underlyings.{i}.name", name, "a non-empty name without dots")
+    if not is_valid_name(name):
+        raise bad_value(f"underlyings.{i}.name", name, NAME_RULE)
     if name in seen:
         raise bad_value(f"underlyings.{name}.name", name, "unique among underlyings")
     t = Table(raw, f"underlyings.{name}")
+    t.expect(_keys(Underlying))
     t.has("name")
     spot = t.number("spot", lo=0.0, lo_open=True)
     div = t.number("dividend_yield", 0.0, lo=0.0, hi=1.0, hi_open=True)
@@ -529,6 +639,7 @@ def _parse_underlying(raw, i, n_reg, seen) -> Underlying:
     step = t.number("strike_step", 1.0, lo=0.0, lo_open=True)
     every = t.integer("expiry_every_days", 5, lo=1)
     ivt = Table(t.raw("implied_vol", {}), f"underlyings.{name}.implied_vol")
+    ivt.expect(_keys(ImpliedVolModel))
     ivm = ImpliedVolModel(
         premium=ivt.per_regime("premium", n_reg, 0.0, lo=-5.0, hi=5.0),
         skew=ivt.per_regime("skew", n_reg, 0.0, lo=-5.0, hi=5.0),
@@ -551,6 +662,7 @@ def _parse_underlying(raw, i, n_reg, seen) -> Underlying:
 
 def _parse_shock(raw, i, names, n_steps) -> Shock:
     t = Table(raw, f"shocks.{i}")
+    t.expect(_keys(Shock))
     day = t.integer("day", lo=1, hi=n_steps)
     unds = t.raw("underlyings", list(names))
     if not isinstance(unds, list) or not unds or any(u not in names for u in unds):
@@ -570,6 +682,7 @@ def _parse_correlation(raw, n_u, n_reg):
     if raw is None:
         return tuple([eye] * n_reg)
     t = Table(raw, "correlation")
+    t.expect(("matrix", "per_regime"))
     has_m, has_p = t.has("matrix"), t.has("per_regime")
     if has_m and has_p:
         raise bad_value("correlation.per_regime", t.data["per_regime"], "absent when correlation.matrix is set (choose one)")
@@ -592,6 +705,7 @@ def _parse_correlation(raw, n_u, n_reg):
 
 
 def _parse_costs(t: Table) -> Costs:
+    t.expect(_keys(Costs))
     c = Costs(
         commission_per_contract=t.number("commission_per_contract", 0.0, lo=0.0),
         slippage_per_share=t.number("slippage_per_share", 0.0, lo=0.0),
@@ -604,6 +718,10 @@ def _parse_costs(t: Table) -> Costs:
 
 def _parse_option_rule(raw, path, is_call, default_dte=35, default_delta=0.30, kind="wheel"):
     t = Table(raw, path)
+    keys = _keys(CallRule if is_call else OptionRule)
+    if is_call and not KINDS[kind].buys_shares:
+        keys = [k for k in keys if k != "settle"]   # a wheel's calls are always called away
+    t.expect(keys)
     has_d, has_o = t.has("delta"), t.has("otm_pct")
     if has_d and has_o:
         raise bad_value(f"{path}.otm_pct", t.data["otm_pct"], f"absent when {path}.delta is set (choose one)")
@@ -623,6 +741,7 @@ def _parse_option_rule(raw, path, is_call, default_dte=35, default_delta=0.30, k
 
 def _parse_manage(raw, path) -> Manage:
     t = Table(raw, path)
+    t.expect(_keys(Manage))
     d = Manage()
     stop = t.number("stop_loss", d.stop_loss, lo=0.0)
     if 0.0 < stop <= 1.0:
@@ -647,6 +766,7 @@ def _parse_manage(raw, path) -> Manage:
 
 def _parse_high_iv(raw, path, kind) -> HighIV:
     t = Table(raw, path)
+    t.expect([k for k in _keys(HighIV) if kind == "wheel" or k != "call_delta"])
     has_a, has_r = t.has("atm_iv_above"), t.has("iv_rank_above")
     if has_a == has_r:
         raise ScenarioError(f"{path}: needs exactly one of atm_iv_above or iv_rank_above")
@@ -664,16 +784,17 @@ def _parse_high_iv(raw, path, kind) -> HighIV:
 
 def _parse_strategy(raw, i, names, seen, run: RunConfig) -> StrategyRules:
     name = raw.get("name") if isinstance(raw, dict) else None
-    if not isinstance(name, str) or not name or "." in name:
-        raise bad_value(f"strategies.{i}.name", name, "a non-empty name without dots")
+    if not is_valid_name(name):
+        raise bad_value(f"strategies.{i}.name", name, NAME_RULE)
     if name in seen:
         raise bad_value(f"strategies.{name}.name", name, "unique among strategies")
     if name in BASELINE_NAMES:
         raise bad_value(f"strategies.{name}.name", name, "not a baseline name (buy_and_hold, cash are added to every scenario)")
     path = f"strategies.{name}"
     t = Table(raw, path)
-    t.has("name")
+    t.expect(dict.fromkeys(k for keys in STRATEGY_KEYS.values() for k in keys))
     kind = t.string("kind", choices=STRATEGY_KINDS)
+    t.expect(STRATEGY_KEYS[kind], f' for kind "{kind}"')
     unds = t.raw("underlyings", list(names))
     if isinstance(unds, str):
         unds = [unds]
@@ -706,6 +827,7 @@ def _parse_strategy(raw, i, names, seen, run: RunConfig) -> StrategyRules:
         if t.has("high_iv"):
             high_iv = _parse_high_iv(t.data["high_iv"], f"{path}.high_iv", kind)
     st = Table(t.raw("sizing", {}), f"{path}.sizing")
+    st.expect(_keys(Sizing))
     sizing = Sizing(
         position_fraction=st.number("position_fraction", sizing_default, lo=0.0, hi=1.0, lo_open=True),
         contracts=st.string("contracts", "integer", choices=CONTRACTS_CHOICES),

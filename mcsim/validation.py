@@ -6,6 +6,7 @@ Every check names the dotted field (the path `--set` takes), the value and what 
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from typing import Any
@@ -111,11 +112,31 @@ class Table:
         v = self.raw(key, default)
         return check_matrix(v, self.field(key), n)
 
+    def expect(self, keys, context: str = "") -> None:
+        """Declare every key this table may hold; raise for any other key, before required ones.
+
+        So a misspelt key is reported as unknown, with the nearest allowed key, not as a missing one.
+        """
+        keys = list(keys)
+        for k in keys:
+            if k not in self.known:
+                self.known.append(k)
+        for k in self.data:
+            if k not in keys:
+                raise self._unknown(k, keys, context)
+
+    def _unknown(self, key, allowed, context: str = "") -> ScenarioError:
+        shown = key if isinstance(key, str) else str(key)
+        near = difflib.get_close_matches(shown, [str(a) for a in allowed], n=1, cutoff=0.6)
+        hint = f'did you mean "{near[0]}"? ' if near else ""
+        listed = ", ".join(allowed) if allowed else "no keys"
+        return ScenarioError(f"{self.field(shown)}: unknown key {json.dumps(shown)}{context} "
+                             f"({hint}allowed: {listed})")
+
     def finish(self) -> None:
         for k in self.data:
             if k not in self.known:
-                allowed = ", ".join(self.known) if self.known else "no keys"
-                raise ScenarioError(f"{self.field(k)}: unknown key (allowed: {allowed})")
+                raise self._unknown(k, self.known)
 
 
 def _rng(d: dict) -> dict:
@@ -194,3 +215,31 @@ def check_correlation(m, path):
         raise bad_value(path, [list(r) for r in m], "entries in [-1, 1]")
     if np.linalg.eigvalsh(a).min() < -1e-10:
         raise bad_value(path, [list(r) for r in m], "positive semi-definite")
+
+
+# --------------------------------------------------------------------------------------------
+# Python API arguments: no silent coercion (2.7 paths, True paths, seed 1.5)
+
+
+def check_int_arg(func: str, name: str, value, lo: int | None = None, hi: int | None = None,
+                  optional: bool = False):
+    """`value` as an int, or TypeError/ValueError naming `func`'s argument `name`.
+
+    Accepts int and numpy integers, never bool or float (2.7 paths would silently run 2).
+    """
+    if value is None and optional:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{func}: {name} must be an int (got {type(value).__name__} {value!r})")
+    v = int(value)
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        allowed = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ValueError(f"{func}: {name} = {v} is not allowed (must be an int {allowed})")
+    return v
+
+
+def check_instance_arg(func: str, name: str, value, cls, what: str | None = None):
+    """Raise TypeError naming the argument unless `value` is a `cls`."""
+    if not isinstance(value, cls):
+        raise TypeError(f"{func}: {name} must be {what or 'a ' + cls.__name__} (got {type(value).__name__})")
+    return value

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_metrics import INITIAL, monthly_frame, per_path_frame, synthetic_result  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-RUN_FILES = {"summary.json", "paths.parquet", "monthly.parquet", *plots.PLOT_FILES.values()}
+RUN_FILES = {"summary.json", "paths.parquet", "monthly.parquet", io.MARKER, *plots.PLOT_FILES.values()}
 
 TINY = """\
 # tiny: two regimes, a wheel and a spread ladder, a quarter of a year
@@ -187,17 +187,20 @@ def test_write_results_files_and_provenance(tmp_path):
     pd.testing.assert_frame_equal(back, res.per_path, check_dtype=False)
 
 
-def test_existing_output_needs_force_and_force_replaces(tmp_path):
+def test_existing_output_needs_force_and_force_replaces_only_a_result(tmp_path):
     res = synthetic_result(n_paths=20)
     target = tmp_path / "r"
-    target.mkdir()
-    (target / "keep.txt").write_text("old")
+    io.write_results(res, target, plots=False)
+    assert io.read_marker(target)["files"] == ["monthly.parquet", "paths.parquet", "summary.json"]
     with pytest.raises(io.OutputExistsError, match="--force"):
         io.write_results(res, target, plots=False)
-    assert (target / "keep.txt").read_text() == "old"
-    io.write_results(res, target, force=True, plots=False)
-    assert not (target / "keep.txt").exists() and (target / "summary.json").exists()
+    io.write_results(synthetic_result(n_paths=30), target, force=True, plots=False)
+    assert json.loads((target / "summary.json").read_text())["provenance"]["n_paths"] == 30
     assert [p.name for p in tmp_path.iterdir()] == ["r"]
+    (target / "notes.txt").write_text("mine")  # a file the user added: no longer only ours
+    with pytest.raises(io.OutputExistsError, match="did not write"):
+        io.write_results(res, target, force=True, plots=False)
+    assert (target / "notes.txt").read_text() == "mine"
 
 
 def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):

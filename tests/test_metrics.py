@@ -269,9 +269,12 @@ def test_income_uses_full_months_with_clustered_se(hand):
     r = inc["realised_pnl"]
     assert r["share_negative"] == pytest.approx(3 / 12)
     assert r["quantiles"]["p50"] == pytest.approx(np.median(real))
-    # annual yields: per path total / initial / years (0.5)
-    assert inc["annual_premium_yield"]["mean"] == pytest.approx(np.mean([4000, 3000, 5000, 2000]) / INITIAL / 0.5)
-    assert inc["annual_realised_yield"]["mean"] == pytest.approx(np.mean([3000, 1000, -500, -40000]) / INITIAL / 0.5)
+    # annual yields: per path, mean over full months of income / month-start equity, times 12;
+    # equity grows 1% a month from INITIAL, so month m starts at INITIAL * 1.01^m
+    start = INITIAL * 1.01 ** np.arange(3)
+    assert inc["annual_premium_yield"]["mean"] == pytest.approx(np.mean(12 * (prem / start).mean(axis=1)))
+    assert inc["annual_realised_yield"]["mean"] == pytest.approx(np.mean(12 * (real / start).mean(axis=1)))
+    assert inc["annual_premium_yield"]["se"] == pytest.approx(np.std(12 * (prem / start).mean(axis=1), ddof=1) / 2)
 
 
 def test_trading_rates_by_hand(hand):

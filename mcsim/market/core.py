@@ -37,6 +37,14 @@ DEFAULT_ATM_IV = 0.20  # what MarketPaths.from_arrays fills in when no atm_iv is
 # MarketPaths
 
 
+def _real_array(x, name: str) -> np.ndarray:
+    """`x` as a float64 array; complex, boolean, string or object input is refused (TypeError)."""
+    a = np.asarray(x)
+    if a.dtype.kind not in "iuf":
+        raise TypeError(f"MarketPaths.from_arrays: {name} must be real numbers (got dtype {a.dtype})")
+    return np.array(a, dtype=np.float64)
+
+
 @dataclass(frozen=True, eq=False)
 class MarketPaths:
     """Simulated (or hand-made) market: step 0 is today.
@@ -114,7 +122,7 @@ class MarketPaths:
         if isinstance(underlyings, str):
             underlyings = (underlyings,)
         n_names = None if underlyings is None else len(underlyings)
-        s = np.array(spot, dtype=np.float64)
+        s = _real_array(spot, "spot")
         s3 = _to3d(s, n_names, "spot")
         if underlyings is None:
             underlyings = tuple(f"U{k}" for k in range(s3.shape[2]))
@@ -126,7 +134,7 @@ class MarketPaths:
         if atm_iv is None:
             iv3 = np.full(s3.shape, DEFAULT_ATM_IV)
         else:
-            iv = np.array(atm_iv, dtype=np.float64)
+            iv = _real_array(atm_iv, "atm_iv")
             iv3 = np.broadcast_to(iv, s3.shape).copy() if iv.ndim == 0 else _to3d(iv, n_names, "atm_iv")
             if iv3.shape != s3.shape:
                 raise ValueError(f"atm_iv: shape {iv.shape} does not match spot {s.shape}")
@@ -353,6 +361,14 @@ def generate_market(params: MarketParams, seed: int, first_path: int, n_paths: i
 def simulate_market(scenario, n_paths: int, seed: int, first_path: int = 0,
                     threads: int | None = None) -> MarketPaths:
     """Simulate paths [first_path, first_path + n_paths) of `scenario` with `seed`."""
+    from ..scenario import Scenario
+    from ..validation import check_instance_arg, check_int_arg
+
+    check_instance_arg("simulate_market", "scenario", scenario, Scenario, "a mcsim.Scenario")
+    n_paths = check_int_arg("simulate_market", "n_paths", n_paths, lo=1)
+    seed = check_int_arg("simulate_market", "seed", seed, lo=0, hi=2**63 - 1)
+    first_path = check_int_arg("simulate_market", "first_path", first_path, lo=0)
+    check_int_arg("simulate_market", "threads", threads, lo=1, optional=True)
     params = market_params(scenario)
     spot, iv, reg = generate_market(params, seed, first_path, n_paths, threads=threads)
     return MarketPaths(spot, iv, reg, params.underlyings, params.steps_per_year, int(first_path))
