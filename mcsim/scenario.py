@@ -766,7 +766,7 @@ def _parse_manage(raw, path) -> Manage:
 
 def _parse_high_iv(raw, path, kind) -> HighIV:
     t = Table(raw, path)
-    t.expect([k for k in _keys(HighIV) if kind == "wheel" or k != "call_delta"])
+    t.expect([k for k in _keys(HighIV) if KINDS[kind].call_table is not None or k != "call_delta"])
     has_a, has_r = t.has("atm_iv_above"), t.has("iv_rank_above")
     if has_a == has_r:
         raise ScenarioError(f"{path}: needs exactly one of atm_iv_above or iv_rank_above")
