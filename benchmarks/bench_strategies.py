@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 import mcsim  # noqa: E402
 from mcsim.engine import _split  # noqa: E402
 from mcsim.market import generate_market, market_params, resolve_threads  # noqa: E402
-from mcsim.strategies import codes as C  # noqa: E402
 from mcsim.strategies import run_paths, to_kernel, underlying_tables  # noqa: E402
+from mcsim.strategies.layout import LOG_DT, MONTH_DT, PATH_DT, records  # noqa: E402
 
 CASES = ("wheel", "ladder", "ladder_daily")
 
@@ -59,13 +59,13 @@ def bench_rules(sc):
 def _run(kp, tables, market, pool, threads):
     spot, iv, reg = market
     n = spot.shape[0]
-    nm = int(kp.ip[C.IP_N_MONTHS])
-    out_p = np.zeros((n, C.N_F))
-    out_m = np.zeros((n, nm, C.N_M))
-    log = np.zeros((1, C.N_L))
+    nm = int(kp.p.n_months)
+    out_p = records(n, PATH_DT)
+    out_m = records((n, nm), MONTH_DT)
+    log = records(1, LOG_DT)
 
     def task(b):
-        run_paths(spot, iv, reg, b[0], b[1], kp.ip, kp.fp, kp.uf, out_p, out_m, log)
+        run_paths(spot, iv, reg, b[0], b[1], kp.rules, out_p, out_m, log)
 
     bounds = _split(n, threads)
     t0 = time.perf_counter()
@@ -136,7 +136,7 @@ def main(argv=None):
             best = min(_run(kps[name], tables, market, pool, threads)[0] for _ in range(args.repeat))
             results[name] = path_steps / best
             _, out = _run(kps[name], tables, market, pool, threads)
-            sold = out[:, C.F_OPTIONS_SOLD].mean()
+            sold = out["options_sold"].mean()
             print(f"{name:12s}: {results[name] / 1e6:7.1f} M path-steps/s  ({best:.2f} s; "
                   f"{sold:.1f} options sold per path)")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

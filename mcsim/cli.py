@@ -31,7 +31,7 @@ __all__ = ["main", "scenario_dirs", "build_parser"]
 EXIT_BAD_INPUT = 2
 EXIT_ENVIRONMENT = 1
 EXIT_INTERRUPTED = 130
-BASELINES = ("buy_and_hold", "cash")
+from .kinds import BASELINE_NAMES as BASELINES  # noqa: E402  (the one registry)
 MARKET_FIELDS = ("run", "regimes", "underlyings", "correlation", "shocks")
 SWEEP_METRICS = (
     "cagr_p50", "cagr_mean", "cagr_p5", "total_return_p50", "final_equity_p50", "max_dd_p50", "max_dd_p95",

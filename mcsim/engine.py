@@ -22,9 +22,9 @@ from .market import BLOCK, MarketPaths, generate_market, market_params, resolve_
 from .memory import check_market_run, check_replay, check_run
 from .scenario import Scenario
 from .validation import check_instance_arg, check_int_arg
-from .strategies import codes as C
 from .strategies.kernel import run_paths
-from .strategies.params import KernelParams, all_strategies, to_kernel
+from .strategies.layout import ACTION_NAMES, LEG_NAMES, LOG_DT, MONTH_DT, PATH_DT, records
+from .strategies.params import all_strategies, to_kernel, with_steps
 
 __all__ = ["Result", "simulate", "run_strategies", "replay", "PER_PATH_COLUMNS", "MONTHLY_COLUMNS"]
 
@@ -42,21 +42,9 @@ MONTHLY_COLUMNS = ("strategy", "path", "month", "premium", "realised_pnl", "mtm_
 LOG_COLUMNS = ("step", "action", "underlying", "kind", "strike", "expiry", "contracts", "price",
                "spot", "iv", "cash", "equity")
 
-# kernel field -> per_path column, for the plain copies (counts become int64)
-_COUNTS = {
-    "options_sold": C.F_OPTIONS_SOLD, "puts_sold": C.F_PUTS_SOLD, "calls_sold": C.F_CALLS_SOLD,
-    "spreads_sold": C.F_SPREADS_SOLD, "assignments": C.F_ASSIGNMENTS,
-    "called_away": C.F_CALLED_AWAY, "early_assignments": C.F_EARLY,
-    "expired_worthless": C.F_EXPIRED, "rolls": C.F_ROLLS, "profit_takes": C.F_PROFIT_TAKES,
-    "stop_losses": C.F_STOP_LOSSES, "closes": C.F_CLOSES, "trades_won": C.F_WON,
-    "trades_lost": C.F_LOST, "days_in_shares": C.F_DAYS_SHARES, "shortfalls": C.F_SHORTFALLS,
-    "first_shortfall_month": C.F_FIRST_SHORTFALL, "max_drawdown_days": C.F_DD_DAYS,
-}
-_MONEY = {
-    "final_equity": C.F_FINAL, "max_drawdown": C.F_MAX_DD, "min_equity": C.F_MIN_EQ,
-    "premium_collected": C.F_PREMIUM, "realised_pnl": C.F_REALISED,
-    "capital_used": C.F_CAPITAL_USED, "withdrawn": C.F_WITHDRAWN,
-}
+# per_path columns copied from the kernel's PATH_DT fields of the same name (its other fields,
+# sum_win / sum_loss / equity0, feed derived columns); integer fields give int64 columns
+_COPIED = tuple(f for f in PATH_DT.names if f in PER_PATH_COLUMNS)
 _MIN_THREAD_PATHS = 64   # below this many paths per thread a chunk runs on one thread
 _RANGES_PER_THREAD = 8   # row ranges per thread in a chunk (load balance)
 _STD_TINY = 1e-12        # a monthly std below this makes sharpe / sortino undefined (nan)
@@ -97,10 +85,10 @@ class _Plan:
         self.n_months = -(-n_steps // self.month)
         self.rules = all_strategies(scenario)
         self.names = tuple(r.name for r in self.rules)
-        self.kps = [_with_steps(to_kernel(r, scenario), n_steps, self.n_months) for r in self.rules]
+        self.kps = [with_steps(to_kernel(r, scenario), n_steps, self.n_months) for r in self.rules]
         self.threads = resolve_threads(threads)
         n_s = len(self.rules)
-        self.out_path = np.zeros((n_s, n_paths, C.N_F))
+        self.out_path = records((n_s, n_paths), PATH_DT)
         self.stats = np.zeros((n_s, n_paths, 3))             # ann_vol, sharpe, sortino
         self.regime = np.zeros((n_paths, 2))                 # dominant, stressed share
         rows = n_s * n_paths * self.n_months
@@ -114,15 +102,14 @@ class _Plan:
         n_reg = self.scenario.regimes.count
         if regime.shape[0] and int(regime.max()) >= n_reg:
             raise ValueError(f"market regime {int(regime.max())} >= the scenario's {n_reg} regimes")
-        months = np.zeros((rows, self.n_months, C.N_M))
-        dummy_log = np.zeros((1, C.N_L))
+        months = records((rows, self.n_months), MONTH_DT)
+        dummy_log = records(1, LOG_DT)
         bounds = _split(rows, self.threads)
         for s, kp in enumerate(self.kps):
             out_p = self.out_path[s, first:first + rows]
 
             def task(b, kp=kp, out_p=out_p):
-                run_paths(spot, iv, regime, b[0], b[1], kp.ip, kp.fp, kp.uf, out_p, months,
-                          dummy_log)
+                run_paths(spot, iv, regime, b[0], b[1], kp.rules, out_p, months, dummy_log)
 
             if pool is None or len(bounds) == 1:
                 for b in bounds:
@@ -137,17 +124,17 @@ class _Plan:
         nm = self.n_months
         lo = (s * self.n_paths + first) * nm
         hi = lo + rows * nm
-        eq0 = months[:, :, C.M_EQ_START]
-        eq1 = months[:, :, C.M_EQ_END]
-        wd = months[:, :, C.M_WITHDRAWN]
+        eq0 = months["eq_start"]
+        eq1 = months["eq_end"]
+        wd = months["withdrawn"]
         with np.errstate(divide="ignore", invalid="ignore"):
             mtm = np.where(eq0 > 0.0, (eq1 + wd) / eq0 - 1.0, np.nan)
-        self.m_cols["premium"][lo:hi] = months[:, :, C.M_PREMIUM].ravel()
-        self.m_cols["realised_pnl"][lo:hi] = months[:, :, C.M_REALISED].ravel()
+        self.m_cols["premium"][lo:hi] = months["premium"].ravel()
+        self.m_cols["realised_pnl"][lo:hi] = months["realised_pnl"].ravel()
         self.m_cols["mtm_return"][lo:hi] = mtm.ravel()
         self.m_cols["withdrawn"][lo:hi] = wd.ravel()
         self.m_cols["equity"][lo:hi] = eq1.ravel()
-        self.m_short[lo:hi] = months[:, :, C.M_SHORTFALL].ravel() > 0.0
+        self.m_short[lo:hi] = months["shortfall"].ravel() > 0
         full = self.n_steps // self.month
         run = self.scenario.run
         rf = math.exp(run.risk_free_rate * self.month * run.dt) - 1.0
@@ -184,15 +171,15 @@ class _Plan:
     def _per_path(self, first_path):
         run = self.scenario.run
         n_s, P = len(self.names), self.n_paths
-        o = self.out_path.reshape(n_s * P, C.N_F)
+        o = self.out_path.reshape(n_s * P)
         init = run.initial_equity
-        final = o[:, C.F_FINAL]
+        final = o["final_equity"]
         years = self.n_steps / run.steps_per_year
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             cagr = np.where(final > 0.0, np.power(np.maximum(final, 0.0) / init, 1.0 / years) - 1.0, -1.0)
-            won, lost = o[:, C.F_WON], o[:, C.F_LOST]
-            avg_win = np.where(won > 0, o[:, C.F_SUM_WIN] / np.maximum(won, 1.0), np.nan)
-            avg_loss = np.where(lost > 0, o[:, C.F_SUM_LOSS] / np.maximum(lost, 1.0), np.nan)
+            won, lost = o["trades_won"].astype(np.float64), o["trades_lost"].astype(np.float64)
+            avg_win = np.where(won > 0, o["sum_win"] / np.maximum(won, 1.0), np.nan)
+            avg_loss = np.where(lost > 0, o["sum_loss"] / np.maximum(lost, 1.0), np.nan)
         st = self.stats.reshape(n_s * P, 3)
         cols = {
             "strategy": self._strategy_col(P),
@@ -202,16 +189,14 @@ class _Plan:
             "ann_vol": st[:, 0],
             "sharpe": st[:, 1],
             "sortino": st[:, 2],
-            "ruined": o[:, C.F_MIN_EQ] < run.ruin_level * init,
+            "ruined": o["min_equity"] < run.ruin_level * init,
             "avg_win": avg_win,
             "avg_loss": avg_loss,
             "dominant_regime": np.tile(self.regime[:, 0].astype(np.int64), n_s),
             "stressed_share": np.tile(self.regime[:, 1], n_s),
         }
-        for k, f in _MONEY.items():
-            cols[k] = o[:, f].copy()
-        for k, f in _COUNTS.items():
-            cols[k] = o[:, f].astype(np.int64)
+        for k in _COPIED:
+            cols[k] = o[k].copy()
         return pd.DataFrame({k: cols[k] for k in PER_PATH_COLUMNS}, copy=False)
 
     def _monthly_frame(self, first_path):
@@ -227,13 +212,6 @@ class _Plan:
             "partial": partial,
         }
         return pd.DataFrame({k: cols[k] for k in MONTHLY_COLUMNS}, copy=False)
-
-
-def _with_steps(kp: KernelParams, n_steps: int, n_months: int) -> KernelParams:
-    ip = kp.ip.copy()
-    ip[C.IP_N_STEPS] = n_steps
-    ip[C.IP_N_MONTHS] = n_months
-    return kp._replace(ip=ip)
 
 
 def _split(rows: int, threads: int):
@@ -364,12 +342,17 @@ def replay_market(scenario: Scenario, market: MarketPaths, strategy: str, row: i
     n = market.n_steps
     month = scenario.run.month_steps
     nm = -(-n // month)
-    kp = _with_steps(to_kernel(rules, scenario, log=True), n, nm)
-    log = np.zeros((check_replay(scenario, kp, n, nm, market.n_paths), C.N_L))
-    out_p = np.zeros((market.n_paths, C.N_F))
-    months = np.zeros((market.n_paths, nm, C.N_M))
-    rows = run_paths(market.spot, market.atm_iv, market.regime, row, row + 1, kp.ip, kp.fp, kp.uf,
-                     out_p, months, log)
+    kp = with_steps(to_kernel(rules, scenario, log=True), n, nm)
+    log = records(check_replay(scenario, kp, n, nm, market.n_paths), LOG_DT)
+    out_p = records(market.n_paths, PATH_DT)
+    months = records((market.n_paths, nm), MONTH_DT)
+    rows = run_paths(market.spot, market.atm_iv, market.regime, row, row + 1, kp.rules, out_p,
+                     months, log)
+    if rows > log.shape[0]:
+        # the kernel counts the rows it could not write: run again with a log of exactly that size
+        log = records(rows, LOG_DT)
+        run_paths(market.spot, market.atm_iv, market.regime, row, row + 1, kp.rules, out_p,
+                  months, log)
     return _log_frame(log[:rows], market.underlyings)
 
 
@@ -393,22 +376,13 @@ def replay(scenario: Scenario, path: int, strategy: str, seed: int | None = None
 
 
 def _log_frame(log: np.ndarray, underlyings) -> pd.DataFrame:
-    u = log[:, C.L_U].astype(np.int64)
-    k = log[:, C.L_KIND].astype(np.int64)
+    u = log["underlying"]
+    k = log["kind"]
     names = np.array(list(underlyings) + [""], dtype=object)
-    kinds = np.array(list(C.OPT_NAMES) + [""], dtype=object)
-    acts = np.array(C.ACTION_NAMES, dtype=object)
-    return pd.DataFrame({
-        "step": log[:, C.L_STEP].astype(np.int64),
-        "action": acts[log[:, C.L_ACTION].astype(np.int64)],
-        "underlying": names[np.where(u < 0, len(underlyings), u)],
-        "kind": kinds[np.where(k < 0, len(C.OPT_NAMES), k)],
-        "strike": log[:, C.L_STRIKE],
-        "expiry": log[:, C.L_EXPIRY].astype(np.int64),
-        "contracts": log[:, C.L_C],
-        "price": log[:, C.L_PRICE],
-        "spot": log[:, C.L_SPOT],
-        "iv": log[:, C.L_IV],
-        "cash": log[:, C.L_CASH],
-        "equity": log[:, C.L_EQUITY],
-    }, columns=list(LOG_COLUMNS))
+    kinds = np.array(list(LEG_NAMES) + [""], dtype=object)
+    acts = np.array(ACTION_NAMES, dtype=object)
+    cols = {c: log[c].copy() for c in LOG_DT.names}
+    cols["action"] = acts[log["action"]]
+    cols["underlying"] = names[np.where(u < 0, len(underlyings), u)]
+    cols["kind"] = kinds[np.where(k < 0, len(LEG_NAMES), k)]
+    return pd.DataFrame(cols, columns=list(LOG_COLUMNS))

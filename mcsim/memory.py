@@ -85,16 +85,17 @@ class MemoryBudgetError(ScenarioError):
 
 
 def _sizes() -> dict:
-    """Widths in bytes of the engine's rows (from strategies.codes and engine's column lists)."""
+    """Widths in bytes of the engine's rows (from the kernel's record dtypes and engine's column
+    lists)."""
     from . import engine
-    from .strategies import codes as C
+    from .strategies.layout import LOG_DT, MONTH_DT, PATH_DT
 
     n_pp = len(engine.PER_PATH_COLUMNS)
     n_mo = len(engine.MONTHLY_COLUMNS)
     return {
-        "out_path": 8 * (C.N_F + 3),        # _Plan.out_path + stats, per (strategy, path)
-        "month_buf": 8 * C.N_M,             # run_chunk's months, per (row, month)
-        "log_row": 8 * C.N_L,               # replay log, per row
+        "out_path": PATH_DT.itemsize + 8 * 3,  # _Plan.out_path + stats, per (strategy, path)
+        "month_buf": MONTH_DT.itemsize,        # run_chunk's months, per (row, month)
+        "log_row": LOG_DT.itemsize,            # replay log, per row
         # per-path frame: strategy codes (1 byte), ruined (bool), every other column 8 bytes
         "pp_row": 8 * (n_pp - 2) + 2,
         # monthly frame: strategy (1), shortfall (1), partial (1), every other column 8 bytes
@@ -285,13 +286,16 @@ def replay_log_rows(rules, n_steps: int, n_months: int) -> int:
     t % entry_every_days == 0), one ending row per opened position, at most one roll per open
     position per step and max_rolls per position, one withdrawal per month end, the `end` row.
     """
+    from .kinds import KINDS
+
     n = int(n_steps)
-    options = rules.kind in ("wheel", "put_write", "bull_put_spread")
+    options = KINDS[rules.kind].has_options
     n_su = len(rules.underlyings)
     opens = -(-n // max(int(rules.entry_every_days), 1)) * n_su if options else 0
     per_u = int(rules.sizing.max_open) if rules.kind == "bull_put_spread" else 1
     rolls = min(opens * int(rules.manage.max_rolls), (n + 1) * n_su * per_u) if options else 0
-    return 2 * opens + rolls + int(n_months) + 2 + 8
+    buys = opens if KINDS[rules.kind].buys_shares else 0   # covered_call: shares, then a call
+    return 2 * opens + buys + rolls + int(n_months) + 2 + 8
 
 
 def _rules_of(scenario, name: str):

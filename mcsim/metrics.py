@@ -64,7 +64,7 @@ CONFIDENCE = 0.95
 Z95 = 1.959963984540054
 DRAWDOWN_THRESHOLDS = (0.10, 0.20, 0.30, 0.50)
 VAR_LEVELS = (0.95, 0.99)
-BASELINES = ("buy_and_hold", "cash")
+from .kinds import BASELINE_NAMES as BASELINES  # noqa: E402  (the one registry)
 
 
 def _qkey(p: float) -> str:

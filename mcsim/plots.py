@@ -71,7 +71,7 @@ PLOT_FILES = {
     "final": "final_equity.png",
 }
 SWEEP_FILE = "sweep_heatmap.png"
-BASELINES = ("buy_and_hold", "cash")
+from .kinds import BASELINE_NAMES as BASELINES  # noqa: E402  (the one registry)
 DPI = 110
 
 

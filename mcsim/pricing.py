@@ -30,10 +30,17 @@ Conventions
 import math
 
 import numpy as np
+from numba import config as _numba_config
 from numba import njit, vectorize
 
 from mcsim.errors import ScenarioError
 from mcsim.special import norm_cdf, norm_pdf, norm_ppf  # noqa: F401  (re-exported)
+
+if _numba_config.DISABLE_JIT:
+    # NUMBA_DISABLE_JIT=1 (the uncompiled CI smoke): njit returns plain functions, which a
+    # numba ufunc cannot call; np.vectorize gives the same elementwise function in Python
+    def vectorize(_signatures, **_options):  # noqa: F811
+        return np.vectorize
 
 __all__ = [
     "bs_price",

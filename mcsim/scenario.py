@@ -52,10 +52,10 @@ __all__ = [
     "BASELINE_NAMES",
 ]
 
-STRATEGY_KINDS = ("wheel", "bull_put_spread", "put_write", "buy_and_hold")
-BASELINE_NAMES = ("buy_and_hold", "cash")
+from .kinds import BASELINE_NAMES, KINDS, STRATEGY_KINDS  # noqa: E402  (the one registry)
 MIN_STRIKE_CHOICES = ("cost_basis", "none", "purchase_price")
 ROLL_WHEN_CHOICES = ("off", "itm", "delta")
+SETTLE_CHOICES = ("cash", "shares")
 CONTRACTS_CHOICES = ("integer", "fractional")
 _ARRAY_TABLES = ("underlyings", "strategies", "shocks")
 TOP_KEYS = ("title", "run", "regimes", "underlyings", "shocks", "correlation", "costs", "strategies")
@@ -65,6 +65,7 @@ STRATEGY_KEYS = {  # the keys a [[strategies]] entry may hold, by kind
     "wheel": _COMMON_STRATEGY_KEYS + ("put", "call") + _OPTION_STRATEGY_KEYS,
     "bull_put_spread": _COMMON_STRATEGY_KEYS + ("short_put", "width", "width_pct") + _OPTION_STRATEGY_KEYS,
     "put_write": _COMMON_STRATEGY_KEYS + ("put",) + _OPTION_STRATEGY_KEYS,
+    "covered_call": _COMMON_STRATEGY_KEYS + ("call",) + _OPTION_STRATEGY_KEYS,
     "buy_and_hold": _COMMON_STRATEGY_KEYS + ("sizing",),
 }
 
@@ -242,9 +243,11 @@ class OptionRule:
 
 @dataclass(frozen=True)
 class CallRule(OptionRule):
-    """Covered-call rule of a wheel; `min_strike` = cost_basis | none | purchase_price."""
+    """Covered-call rule (wheel, covered_call); `min_strike` = cost_basis | none |
+    purchase_price; `settle` (covered_call) = cash | shares, None: the kind's default."""
 
     min_strike: str = "cost_basis"
+    settle: str | None = None
 
 
 @dataclass(frozen=True)
@@ -317,6 +320,12 @@ class Scenario:
     common_jumps: bool = False  # correlation.common_jumps: jumps on the same steps everywhere
     resolved: dict = field(compare=False, repr=False, hash=False, default_factory=dict)
     source: str = field(compare=False, default="")
+
+    def __post_init__(self):
+        # also for a Scenario built (or `dataclasses.replace`d) in Python: the kernels' input
+        # is checked here, once, and `to_kernel` only maps it
+        for rules in self.strategies:
+            check_strategy(rules, self)
 
     @property
     def n_steps(self) -> int:
@@ -766,9 +775,12 @@ def _parse_costs(t: Table) -> Costs:
     return c
 
 
-def _parse_option_rule(raw, path, is_call, default_dte=35, default_delta=0.30):
+def _parse_option_rule(raw, path, is_call, default_dte=35, default_delta=0.30, kind="wheel"):
     t = Table(raw, path)
-    t.expect(_keys(CallRule if is_call else OptionRule))
+    keys = _keys(CallRule if is_call else OptionRule)
+    if is_call and not KINDS[kind].buys_shares:
+        keys = [k for k in keys if k != "settle"]   # a wheel's calls are always called away
+    t.expect(keys)
     has_d, has_o = t.has("delta"), t.has("otm_pct")
     if has_d and has_o:
         raise bad_value(f"{path}.otm_pct", t.data["otm_pct"], f"absent when {path}.delta is set (choose one)")
@@ -776,7 +788,10 @@ def _parse_option_rule(raw, path, is_call, default_dte=35, default_delta=0.30):
     otm = t.number("otm_pct", None, lo=0.0, hi=1.0, hi_open=True)
     dte = t.integer("dte", default_dte, lo=1, hi=3650)
     if is_call:
-        rule = CallRule(delta=delta, otm_pct=otm, dte=dte, min_strike=t.string("min_strike", "cost_basis", choices=MIN_STRIKE_CHOICES))
+        info = KINDS[kind]
+        settle = t.string("settle", info.call_settle, choices=SETTLE_CHOICES) if info.buys_shares else None
+        rule = CallRule(delta=delta, otm_pct=otm, dte=dte, settle=settle,
+                        min_strike=t.string("min_strike", info.min_strike, choices=MIN_STRIKE_CHOICES))
     else:
         rule = OptionRule(delta=delta, otm_pct=otm, dte=dte)
     t.finish()
@@ -810,7 +825,7 @@ def _parse_manage(raw, path) -> Manage:
 
 def _parse_high_iv(raw, path, kind) -> HighIV:
     t = Table(raw, path)
-    t.expect([k for k in _keys(HighIV) if kind == "wheel" or k != "call_delta"])
+    t.expect([k for k in _keys(HighIV) if KINDS[kind].call_table is not None or k != "call_delta"])
     has_a, has_r = t.has("atm_iv_above"), t.has("iv_rank_above")
     if has_a == has_r:
         raise ScenarioError(f"{path}: needs exactly one of atm_iv_above or iv_rank_above")
@@ -818,7 +833,8 @@ def _parse_high_iv(raw, path, kind) -> HighIV:
         atm_iv_above=t.number("atm_iv_above", None, lo=0.0, lo_open=True),
         iv_rank_above=t.number("iv_rank_above", None, lo=0.0, hi=1.0, hi_open=True),
         put_delta=t.number("put_delta", None, lo=0.0, hi=1.0, lo_open=True, hi_open=True),
-        call_delta=(t.number("call_delta", None, lo=0.0, hi=1.0, lo_open=True, hi_open=True) if kind == "wheel" else None),
+        call_delta=(t.number("call_delta", None, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+                    if KINDS[kind].call_table is not None else None),
         dte=t.integer("dte", None, lo=1, hi=3650),
     )
     t.finish()
@@ -851,11 +867,11 @@ def _parse_strategy(raw, i, names, seen, run: RunConfig) -> StrategyRules:
     width = width_pct = None
     high_iv = None
     manage = Manage()
-    sizing_default = 0.02 if kind == "bull_put_spread" else 1.0
-    if kind in ("wheel", "put_write"):
+    sizing_default = KINDS[kind].default_position_fraction
+    if KINDS[kind].put_table == "put":
         put = _parse_option_rule(t.raw("put", {}), f"{path}.put", False)
-    if kind == "wheel":
-        call = _parse_option_rule(t.raw("call", {}), f"{path}.call", True)
+    if KINDS[kind].call_table is not None:
+        call = _parse_option_rule(t.raw("call", {}), f"{path}.call", True, kind=kind)
     if kind == "bull_put_spread":
         put = _parse_option_rule(t.raw("short_put", {}), f"{path}.short_put", False, default_dte=45, default_delta=0.16)
         has_w, has_wp = t.has("width"), t.has("width_pct")
@@ -876,8 +892,8 @@ def _parse_strategy(raw, i, names, seen, run: RunConfig) -> StrategyRules:
         contracts=st.string("contracts", "integer", choices=CONTRACTS_CHOICES),
         max_open=st.integer("max_open", 1, lo=1, hi=1000),
     )
-    if kind in ("wheel", "put_write") and sizing.max_open != 1:
-        raise bad_value(f"{path}.sizing.max_open", sizing.max_open, "1 for a wheel or put_write (one cycle per underlying)")
+    if kind != "bull_put_spread" and sizing.max_open != 1:
+        raise bad_value(f"{path}.sizing.max_open", sizing.max_open, f"1 for a {kind} (one cycle per underlying)")
     st.finish()
     t.finish()
     return StrategyRules(
@@ -893,3 +909,103 @@ def _parse_strategy(raw, i, names, seen, run: RunConfig) -> StrategyRules:
         high_iv=high_iv,
         sizing=sizing,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# strategy values as the kernels take them (whatever built the dataclasses)
+
+
+def baseline_rules(scenario: Scenario) -> tuple[StrategyRules, ...]:
+    """The baselines added to every scenario (`kinds.BASELINE_NAMES`), over all underlyings."""
+    names = scenario.underlying_names
+    return tuple(StrategyRules(name=b, kind=b, underlyings=names) for b in BASELINE_NAMES)
+
+
+def _check(field_path, value, ok, allowed):
+    if value is None or isinstance(value, bool) or not ok(value):
+        raise bad_value(field_path, value, allowed)
+
+
+def _check_option_rule(rule, path):
+    if rule is None:
+        raise ScenarioError(f"{path}: missing (required)")
+    if (rule.delta is None) == (rule.otm_pct is None):
+        raise ScenarioError(f"{path}: needs exactly one of delta or otm_pct")
+    if rule.delta is not None:
+        _check(f"{path}.delta", rule.delta, lambda v: 0.0 < v < 1.0, "in (0, 1)")
+    else:
+        _check(f"{path}.otm_pct", rule.otm_pct, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
+    _check(f"{path}.dte", rule.dte, lambda v: v >= 1, ">= 1")
+
+
+def check_strategy(rules: StrategyRules, scenario: Scenario) -> None:
+    """Check one strategy's values against what the kernels need; ScenarioError names the field."""
+    path = f"strategies.{rules.name}"
+    if rules.kind not in KINDS:
+        raise bad_value(f"{path}.kind", rules.kind, "one of " + ", ".join(KINDS))
+    info = KINDS[rules.kind]
+    names = scenario.underlying_names
+    if not rules.underlyings:
+        raise bad_value(f"{path}.underlyings", list(rules.underlyings), "a non-empty list of underlying names")
+    for u in rules.underlyings:
+        if u not in names:
+            raise bad_value(f"{path}.underlyings", u, "one of the scenario's underlyings: " + ", ".join(names))
+    if len(set(rules.underlyings)) != len(rules.underlyings):
+        raise bad_value(f"{path}.underlyings", list(rules.underlyings), "distinct names")
+    _check(f"{path}.entry_every_days", rules.entry_every_days, lambda v: int(v) == v and v >= 1, "an integer >= 1")
+    costs = scenario.costs
+    for key in ("commission_per_contract", "slippage_per_share", "slippage_pct", "assignment_fee"):
+        _check(f"costs.{key}", getattr(costs, key), lambda v: v >= 0.0, ">= 0")
+    sizing = rules.sizing
+    _check(f"{path}.sizing.position_fraction", sizing.position_fraction, lambda v: 0.0 < v <= 1.0, "in (0, 1]")
+    _check(f"{path}.sizing.max_open", sizing.max_open, lambda v: int(v) == v and v >= 1, "an integer >= 1")
+    if sizing.contracts not in CONTRACTS_CHOICES:
+        raise bad_value(f"{path}.sizing.contracts", sizing.contracts, 'one of "integer", "fractional"')
+    if info.put_table is not None:
+        _check_option_rule(rules.put, f"{path}.{info.put_table}")
+    if info.call_table is not None:
+        _check_option_rule(rules.call, f"{path}.{info.call_table}")
+        if rules.call.min_strike not in MIN_STRIKE_CHOICES:
+            raise bad_value(f"{path}.call.min_strike", rules.call.min_strike, "one of " + ", ".join(MIN_STRIKE_CHOICES))
+        allowed = SETTLE_CHOICES if info.buys_shares else (info.call_settle,)
+        if rules.call.settle is not None and rules.call.settle not in allowed:
+            raise bad_value(f"{path}.call.settle", rules.call.settle, "one of " + ", ".join(allowed))
+    if rules.kind == "bull_put_spread":
+        if (rules.width is None) == (rules.width_pct is None):
+            raise ScenarioError(f"{path}.width: a bull_put_spread needs exactly one of width ($) or width_pct")
+        if rules.width is not None:
+            _check(f"{path}.width", rules.width, lambda v: v > 0.0, "> 0")
+        else:
+            _check(f"{path}.width_pct", rules.width_pct, lambda v: 0.0 < v < 1.0, "in (0, 1)")
+    if info.has_options:
+        _check_manage(rules.manage, f"{path}.manage")
+        _check_high_iv(rules.high_iv, f"{path}.high_iv")
+
+
+def _check_manage(mg, mp):
+    _check(f"{mp}.profit_take", mg.profit_take, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
+    _check(f"{mp}.stop_loss", mg.stop_loss, lambda v: v == 0.0 or v > 1.0, "0 (off) or > 1")
+    _check(f"{mp}.close_dte", mg.close_dte, lambda v: v >= 0, ">= 0")
+    _check(f"{mp}.roll_dte", mg.roll_dte, lambda v: v >= 0, ">= 0")
+    _check(f"{mp}.roll_out_days", mg.roll_out_days, lambda v: v >= 1, ">= 1")
+    _check(f"{mp}.roll_delta", mg.roll_delta, lambda v: 0.0 < v < 1.0, "in (0, 1)")
+    _check(f"{mp}.max_rolls", mg.max_rolls, lambda v: v >= 0, ">= 0")
+    _check(f"{mp}.early_assignment_time_value", mg.early_assignment_time_value, lambda v: v >= 0.0, ">= 0")
+    if mg.roll_when not in ROLL_WHEN_CHOICES:
+        raise bad_value(f"{mp}.roll_when", mg.roll_when, 'one of "off", "itm", "delta"')
+
+
+def _check_high_iv(h, hp):
+    if h is None:
+        return
+    if (h.atm_iv_above is None) == (h.iv_rank_above is None):
+        raise ScenarioError(f"{hp}: needs exactly one of atm_iv_above or iv_rank_above")
+    if h.atm_iv_above is not None:
+        _check(f"{hp}.atm_iv_above", h.atm_iv_above, lambda v: v > 0.0, "> 0")
+    else:
+        _check(f"{hp}.iv_rank_above", h.iv_rank_above, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
+    for key in ("put_delta", "call_delta"):
+        if getattr(h, key) is not None:
+            _check(f"{hp}.{key}", getattr(h, key), lambda v: 0.0 < v < 1.0, "in (0, 1)")
+    if h.dte is not None:
+        _check(f"{hp}.dte", h.dte, lambda v: v >= 1, ">= 1")

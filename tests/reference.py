@@ -126,6 +126,11 @@ class PathRun:
         self.floor = [u.implied_vol.floor for u in scenario.underlyings]
         self.strike_step = [u.strike_step for u in scenario.underlyings]
         self.expiry_every = [u.expiry_every_days for u in scenario.underlyings]
+        # covered_call: an ITM call at expiry is settled in cash ("cash", the default) or the
+        # shares are called away ("shares"); cash-settled calls are European (never early)
+        self.call_settle = None
+        if self.kind == "covered_call":
+            self.call_settle = self.rules.call.settle or "cash"
 
         # money state
         self.cash = float(self.initial)
@@ -311,7 +316,8 @@ class PathRun:
         if t >= 1:
             self.carry_over()
         self.expire_positions()
-        if self.rules is not None and self.rules.manage.early_assignment:
+        if (self.rules is not None and self.rules.manage.early_assignment
+                and self.call_settle != "cash"):
             self.early_assignments()
         if self.rules is not None:
             self.manage_positions()
@@ -397,7 +403,7 @@ class PathRun:
 
         action = "early_assigned" if early else None
         intrinsic = abs(p.strike - S)
-        if p.kind == "put" and self.kind == "put_write":
+        if (p.kind == "put" and self.kind == "put_write") or (p.kind == "call" and self.call_settle == "cash"):
             debit = intrinsic * SHARES_PER_CONTRACT * c
             self.cash -= debit + fee
             pnl = base - debit - fee
@@ -489,7 +495,7 @@ class PathRun:
         pnl = p.credit * SHARES_PER_CONTRACT * c - debit * SHARES_PER_CONTRACT * c - p.open_cost - commission
         self.book_realised(pnl)
         self.end_trade(pnl)
-        if self.kind == "wheel":
+        if self.kind in ("wheel", "covered_call"):
             self.set_cycle_premium(p.u, self.cycle_premium[p.u] - debit)
         self.count[counter] += 1
         self.positions.remove(p)
@@ -536,7 +542,7 @@ class PathRun:
         self.book_realised(old_pnl)
         self.end_trade(old_pnl)
         self.book_premium(new_credit * SHARES_PER_CONTRACT * c)
-        if self.kind == "wheel":
+        if self.kind in ("wheel", "covered_call"):
             self.set_cycle_premium(u, self.cycle_premium[u] + new_credit - debit)
         p.strike, p.long_strike, p.expiry = k_new, long_new, new_expiry
         p.credit, p.open_cost, p.rolls = new_credit, open_commission, p.rolls + 1
@@ -595,6 +601,29 @@ class PathRun:
                 n_open = sum(1 for p in self.positions if p.u == u)
                 if n_open < self.rules.sizing.max_open:
                     self.enter_spread(u, equity_now)
+            elif self.kind == "covered_call":
+                if self.shares[u] == 0.0 and not any(p.u == u for p in self.positions):
+                    self.buy_shares(u, equity_now)
+                if self.shares[u] > 0 and not any(p.u == u for p in self.positions):
+                    self.enter_call(u)
+
+    def buy_shares(self, u, equity_now):
+        """covered_call: shares worth position_fraction x equity / (its underlyings), at most the
+        free cash, bought at S + slippage_per_share; lots of 100 under integer sizing."""
+        price = self.S(u) + self.costs.slippage_per_share
+        budget = min(self.rules.sizing.position_fraction * equity_now / len(self.unds),
+                     max(self.free_cash(), 0.0))
+        if self.integer_sizing():
+            shares = SHARES_PER_CONTRACT * math.floor(budget / (SHARES_PER_CONTRACT * price))
+        else:
+            shares = budget / price
+        if not shares / SHARES_PER_CONTRACT >= MIN_CONTRACTS:
+            return
+        self.cash -= shares * price
+        self.shares[u] += shares
+        self.purchase_price[u] = price
+        self.set_cycle_premium(u, 0.0)
+        self.record("buy_shares", u, "", math.nan, -1, shares / SHARES_PER_CONTRACT, price, math.nan)
 
     def integer_sizing(self):
         return self.rules.sizing.contracts == "integer"

@@ -38,7 +38,8 @@ from reference import (  # noqa: E402
 )
 
 ACTIONS = ("sell_put", "sell_call", "open_spread", "buy_to_close", "close_spread",
-           "expire_worthless", "assigned", "called_away", "early_assigned", "roll", "withdraw", "end")
+           "expire_worthless", "assigned", "called_away", "early_assigned", "roll", "withdraw", "end",
+           "buy_shares")
 SEEN_ACTIONS: Counter = Counter()  # filled by every comparison, checked by the last test
 SEEN_EVENTS: Counter = Counter()  # (strategy kind, action, option kind) of the reference logs
 # every event of every strategy kind that the text defines
@@ -54,6 +55,10 @@ EVENTS = {
     ("bull_put_spread", "open_spread", "spread"), ("bull_put_spread", "close_spread", "spread"),
     ("bull_put_spread", "expire_worthless", "spread"), ("bull_put_spread", "assigned", "spread"),
     ("bull_put_spread", "early_assigned", "spread"), ("bull_put_spread", "roll", "spread"),
+    ("covered_call", "buy_shares", ""), ("covered_call", "sell_call", "call"),
+    ("covered_call", "expire_worthless", "call"), ("covered_call", "assigned", "call"),
+    ("covered_call", "called_away", "call"), ("covered_call", "early_assigned", "call"),
+    ("covered_call", "buy_to_close", "call"), ("covered_call", "roll", "call"),
 }
 # Paths set aside because a "dust" position decided the difference (see `_dust`): the text allows
 # fractional contracts of any size > 0, so a trade sized on a free cash of ~1e-11 $ (zero but for
@@ -228,7 +233,8 @@ def _manage(ch) -> dict:
 
 
 def _strategy(ch, i: int, names: list[str]) -> dict:
-    kind = ch.choice(["wheel", "wheel", "put_write", "bull_put_spread", "bull_put_spread", "buy_and_hold"])
+    kind = ch.choice(["wheel", "wheel", "put_write", "bull_put_spread", "bull_put_spread", "buy_and_hold",
+                      "covered_call"])
     unds = names if len(names) == 1 or ch.coin(0.5) else [ch.choice(names)]
     if len(unds) == 2 and ch.coin(0.5):
         unds = list(reversed(unds))
@@ -243,6 +249,10 @@ def _strategy(ch, i: int, names: list[str]) -> dict:
         sizing["position_fraction"] = ch.choice([0.3, 0.5, 1.0])
     elif kind == "put_write":
         s["put"] = _option_rule(ch)
+        sizing["position_fraction"] = ch.choice([0.3, 0.5, 1.0])
+    elif kind == "covered_call":
+        s["call"] = _option_rule(ch, is_call=True)
+        s["call"]["settle"] = ch.choice(["cash", "shares"])
         sizing["position_fraction"] = ch.choice([0.3, 0.5, 1.0])
     else:
         s["short_put"] = _option_rule(ch, spread=True)
@@ -262,7 +272,7 @@ def _strategy(ch, i: int, names: list[str]) -> dict:
             h["iv_rank_above"] = ch.choice([0.5, 0.8])
         if ch.coin(0.7):
             h["put_delta"] = ch.choice([0.1, 0.15, 0.2])
-        if kind == "wheel" and ch.coin(0.7):
+        if kind in ("wheel", "covered_call") and ch.coin(0.7):
             h["call_delta"] = ch.choice([0.1, 0.2])
         if ch.coin(0.5):
             h["dte"] = ch.choice([14, 45, 60])
@@ -522,10 +532,28 @@ def _designed() -> list[dict]:
         for level in ("cost_basis", "purchase_price", "none") for credit in (True, False)
     ]
     out.append(raw)
+    # covered calls (buy-write) through rallies and a drop: cash-settled ITM expiries, calls
+    # called away and the shares bought back, rolls, buy-backs, early assignment, dividends
+    raw = _base(n_steps=150, monthly_withdrawal=300.0)
+    raw["shocks"] = [{"day": 12, "log_return": 0.12, "iv_add": 0.0},
+                     {"day": 50, "log_return": -0.15, "iv_add": 0.1},
+                     {"day": 90, "log_return": 0.15, "iv_add": 0.0}]
+    raw["strategies"] = [
+        {"name": "bxm", "kind": "covered_call", "call": {"otm_pct": 0.0, "dte": 30},
+         "entry_every_days": 5},
+        {"name": "cc_shares", "kind": "covered_call", "call": {"delta": 0.4, "dte": 14, "settle": "shares"},
+         "manage": {"early_assignment": True, "early_assignment_time_value": 0.5}},
+        {"name": "cc_managed", "kind": "covered_call",
+         "call": {"delta": 0.3, "dte": 21, "settle": "shares", "min_strike": "cost_basis"},
+         "sizing": {"contracts": "fractional", "position_fraction": 0.7},
+         "manage": {"profit_take": 0.5, "roll_when": "itm", "roll_dte": 14, "roll_out_days": 21,
+                    "max_rolls": 1, "roll_credit_only": False, "early_assignment": False}},
+    ]
+    out.append(raw)
     return out
 
 
-@pytest.mark.parametrize("k", range(4))
+@pytest.mark.parametrize("k", range(5))
 def test_designed_scenarios(k):
     check_scenario(_designed()[k], n_paths=4, replay_paths=2)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import mcsim
+from mcsim.kinds import KINDS
 
 SCENARIOS = sorted((Path(__file__).resolve().parent.parent / "scenarios").glob("*.toml"))
 N_PATHS = 256
@@ -14,7 +15,7 @@ N_PATHS = 256
 def test_the_library_is_complete():
     names = {p.stem for p in SCENARIOS}
     assert {"spy_wheel", "low_vol", "high_vol", "crash", "sizing_tail_risk", "diversified",
-            "put_index", "income_withdrawals"} <= names
+            "put_index", "income_withdrawals", "buy_write"} <= names
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
@@ -25,7 +26,7 @@ def test_scenario_runs_and_every_option_strategy_trades(path):
     assert scenario.run.paths >= 20000 and scenario.title
     result = mcsim.simulate(scenario, n_paths=N_PATHS)
     pp = result.per_path
-    option_kinds = {"wheel", "put_write", "bull_put_spread"}
+    option_kinds = {k for k, v in KINDS.items() if v.has_options}
     for rules in scenario.strategies:
         rows = pp[pp.strategy == rules.name]
         assert len(rows) == N_PATHS

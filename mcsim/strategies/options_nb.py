@@ -13,12 +13,7 @@ from numba import njit
 
 from mcsim.pricing import bs_delta_nb, bs_price_nb, round_strike_nb, smile_iv_nb, strike_for_delta_nb
 
-from .codes import (
-    YES,
-    FP_CALL_VAL, FP_HIV_CALL_DELTA, FP_HIV_PUT_DELTA, FP_HIV_THR, FP_PUT_VAL, FP_SLIP,
-    FP_SLIP_PCT, HIV_ATM, HIV_OFF, IP_CALL_DTE, IP_CALL_MODE, IP_HIV_DTE, IP_HIV_MODE,
-    IP_PUT_DTE, IP_PUT_MODE, RULE_DELTA,
-)
+from .layout import YES, HighIV, StrikeRule
 
 
 _INV_SQRT2 = 0.7071067811865475244008443621048490
@@ -46,14 +41,16 @@ def _fused_leg(k, log_k, lf, sqt, a, sk_isqt, floor, df_r, sdf_q, is_call):
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
-def pair_from_terms(s, a, k1, log_k1, k2, log_k2, sqt, isqt, df_r, df_q, lf, skew, floor, is_call,
-                    two):
-    """Mids ($/share) of strikes k1 and (when `two`) k2 from shared terms: sqt = sqrt(tau),
-    isqt = 1 / sqt, df_r = exp(-r tau), df_q = exp(-q tau), lf = ln S + (r - q) tau; tau > 0.
+def pair_from_terms(s, a, strikes, terms, skew, floor, is_call, two):
+    """Mids ($/share) of strikes k1 and (when `two`) k2 from shared terms; strikes = (k1, ln k1,
+    k2, ln k2), terms = (sqt, isqt, df_r, df_q, lf) with sqt = sqrt(tau), isqt = 1 / sqt,
+    df_r = exp(-r tau), df_q = exp(-q tau), lf = ln S + (r - q) tau; tau > 0.
 
     The smile IV is `a + skew ln(F/K) / sqrt(tau)` floored (a > 0), `smile_iv_nb`'s
     `a (1 + skew ln(F/K) / (a sqrt(tau)))` without its division (equal up to rounding).
     """
+    k1, log_k1, k2, log_k2 = strikes
+    sqt, isqt, df_r, df_q, lf = terms
     sdf_q = s * df_q
     sk_isqt = skew * isqt
     m1 = _fused_leg(k1, log_k1, lf, sqt, a, sk_isqt, floor, df_r, sdf_q, is_call)
@@ -61,25 +58,6 @@ def pair_from_terms(s, a, k1, log_k1, k2, log_k2, sqt, isqt, df_r, df_q, lf, ske
     if two:
         m2 = _fused_leg(k2, log_k2, lf, sqt, a, sk_isqt, floor, df_r, sdf_q, is_call)
     return m1, m2
-
-
-@njit(cache=True, nogil=True, _nrt=False)
-def pair_mids(s, a, k1, k2, tau, rate, div, skew, floor, is_call, two):
-    """Mids ($/share) of strike k1 and (when `two`) k2 at one (spot, tau): the smile of
-    `smile_iv_nb` and the price of `bs_price_nb`, with the exponentials and roots shared.
-
-    Equal to `leg_mid` up to rounding (d1 uses ln(F/K) for ln(S/K) + (r - q) tau); intrinsic at
-    tau <= 0. The kernels price marks, management and trades with `positions.mids_at`.
-    """
-    if tau <= 0.0:
-        if is_call:
-            return max(s - k1, 0.0), max(s - k2, 0.0) if two else 0.0
-        return max(k1 - s, 0.0), max(k2 - s, 0.0) if two else 0.0
-    lk2 = math.log(k2) if two else 0.0
-    sqt = math.sqrt(tau)
-    return pair_from_terms(s, a, k1, math.log(k1), k2, lk2, sqt, 1.0 / sqt, math.exp(-rate * tau),
-                           math.exp(-div * tau), math.log(s) + (rate - div) * tau, skew, floor,
-                           is_call, two)
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -103,16 +81,17 @@ def leg_abs_delta(s, a, k, tau, rate, div, skew, floor, is_call):
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
-def sell_fill(mid, fp):
-    """Selling fill per share: mid - slip, floored at 0 (slip = per-share + pct x mid)."""
-    slip = fp[FP_SLIP] + fp[FP_SLIP_PCT] * mid
+def sell_fill(mid, p):
+    """Selling fill per share: mid - slip, floored at 0 (slip = per-share + pct x mid); p the
+    strategy's RULES_DT record."""
+    slip = p.slippage + p.slippage_pct * mid
     return max(mid - slip, 0.0)
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
-def buy_fill(mid, fp):
+def buy_fill(mid, p):
     """Buying fill per share: mid + slip."""
-    slip = fp[FP_SLIP] + fp[FP_SLIP_PCT] * mid
+    slip = p.slippage + p.slippage_pct * mid
     return mid + slip
 
 
@@ -128,12 +107,15 @@ def nearest_expiry(target, after, every):
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def rule_strike(s, a, tau, rate, div, skew, floor, step, mode, value, is_call):
-    """Strike ($) by a delta (absolute) or otm_pct rule, rounded away from the money.
+def rule_strike(s, a, tau, rate, div, smile, step, rule, is_call):
+    """Strike ($) by a delta (absolute) or otm_pct rule, rounded away from the money to the
+    strike step ($); smile = (skew, IV floor), rule = (StrikeRule, delta or otm_pct).
 
     nan when the delta is unreachable.
     """
-    if mode == RULE_DELTA:
+    skew, floor = smile
+    mode, value = rule
+    if mode == StrikeRule.DELTA:
         k = strike_for_delta_nb(s, value, tau, rate, div, a, is_call, skew, floor)
     elif is_call:
         k = s * (1.0 + value)
@@ -159,14 +141,14 @@ def min_strike_grid(k, level, step):
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def high_iv_active(t, u, atm, ip, fp):
+def high_iv_active(t, u, atm, p):
     """Whether the high-IV rule is on at step t for underlying u (atm: the path's (n+1, n_u) rows)."""
-    mode = ip[IP_HIV_MODE]
-    if mode == HIV_OFF:
+    mode = p.hiv_mode
+    if mode == HighIV.OFF:
         return False
     a = atm[t, u]
-    if mode == HIV_ATM:
-        return a > fp[FP_HIV_THR]
+    if mode == HighIV.ATM:
+        return a > p.hiv_threshold
     if t < 21:
         return False
     lo = max(0, t - 251)
@@ -181,28 +163,28 @@ def high_iv_active(t, u, atm, ip, fp):
     rank = 0.0
     if mx != mn:
         rank = (a - mn) / (mx - mn)
-    return rank > fp[FP_HIV_THR]
+    return rank > p.hiv_threshold
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
-def entry_rule(is_call, active, ip, fp):
-    """(mode, value, dte steps) of the put (or short put) / covered-call rule, high IV applied."""
+def entry_rule(is_call, active, p):
+    """(StrikeRule, value, dte steps) of the put (or short put) / call rule, high IV applied."""
     if is_call:
-        mode = ip[IP_CALL_MODE]
-        value = fp[FP_CALL_VAL]
-        dte = ip[IP_CALL_DTE]
-        hd = fp[FP_HIV_CALL_DELTA]
+        mode = p.call_rule
+        value = p.call_value
+        dte = p.call_dte
+        hd = p.hiv_call_delta
     else:
-        mode = ip[IP_PUT_MODE]
-        value = fp[FP_PUT_VAL]
-        dte = ip[IP_PUT_DTE]
-        hd = fp[FP_HIV_PUT_DELTA]
+        mode = p.put_rule
+        value = p.put_value
+        dte = p.put_dte
+        hd = p.hiv_put_delta
     if active:
         if hd == hd:
-            mode = RULE_DELTA
+            mode = np.int64(StrikeRule.DELTA)
             value = hd
-        if ip[IP_HIV_DTE] >= 1:
-            dte = ip[IP_HIV_DTE]
+        if p.hiv_dte >= 1:
+            dte = p.hiv_dte
     return mode, value, dte
 
 

@@ -1,9 +1,9 @@
-"""StrategyRules + Scenario -> the flat arrays the strategy kernel takes (`to_kernel`).
+"""StrategyRules + Scenario -> the `layout.Rules` bundle the strategy kernel takes (`to_kernel`).
 
-Calendar-day keys (dte, close_dte, roll_dte, roll_out_days) become trading steps here with
-``calendar_days_to_steps`` (dte and roll_out_days at least 1). Parameters are validated again
-(a Scenario may be built in Python without the TOML loader); a bad value raises ScenarioError
-naming the dotted field.
+Only a mapping by field name: values were validated once, in the scenario layer
+(`mcsim.scenario`, also for a Scenario built in Python). Calendar-day keys (dte, close_dte,
+roll_dte, roll_out_days) become trading steps here with ``calendar_days_to_steps`` (dte and
+roll_out_days at least 1); the kind's flags come from the registry (`mcsim.kinds`).
 """
 
 from __future__ import annotations
@@ -13,30 +13,28 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mcsim.errors import ScenarioError
-from mcsim.scenario import Scenario, StrategyRules, calendar_days_to_steps
+from mcsim.kinds import KINDS
+from mcsim.scenario import Scenario, StrategyRules, baseline_rules, calendar_days_to_steps
 
-from . import codes as C
+from .layout import (
+    RULES_DT, TAU_DT, UND_DT, HighIV, MinStrike, RollWhen, Rules, StrikeRule, Width, records,
+)
 
-__all__ = ["KernelParams", "to_kernel", "baseline_rules", "all_strategies", "underlying_tables"]
+__all__ = ["KernelParams", "to_kernel", "baseline_rules", "all_strategies", "underlying_tables",
+           "with_steps"]
 
 
 class KernelParams(NamedTuple):
-    """One strategy, flattened: `ip`/`fp` laid out by the IP_*/FP_* codes, `su` market indices."""
+    """One strategy for the kernel: its name, kind and `layout.Rules` bundle."""
 
     name: str
     kind: str
-    ip: np.ndarray     # int64 (N_IP + n_su,): ip[IP_SU0 + j] = su[j]
-    fp: np.ndarray     # float64 (N_FP,)
-    su: np.ndarray     # int64 (n_su,): the strategy's underlyings (market indices), in order
-    uf: np.ndarray     # float64 (n_u, ...): `underlying_tables` + this strategy's tau tables
+    rules: Rules
 
-
-def baseline_rules(scenario: Scenario) -> tuple[StrategyRules, StrategyRules]:
-    """The `buy_and_hold` (all underlyings, equal weights) and `cash` baselines."""
-    names = scenario.underlying_names
-    return (StrategyRules(name="buy_and_hold", kind="buy_and_hold", underlyings=names),
-            StrategyRules(name="cash", kind="cash", underlyings=names))
+    @property
+    def p(self):
+        """The RULES_DT record (read it as ``kp.p.n_months``)."""
+        return self.rules.p.view(np.recarray)[0]
 
 
 def all_strategies(scenario: Scenario) -> tuple[StrategyRules, ...]:
@@ -44,149 +42,115 @@ def all_strategies(scenario: Scenario) -> tuple[StrategyRules, ...]:
     return tuple(scenario.strategies) + baseline_rules(scenario)
 
 
-def underlying_tables(scenario: Scenario) -> np.ndarray:
-    """uf float64 (n_u, N_UF + n_regimes): dividend yield, exp(q dt) - 1, exp(q dt), strike step,
-    IV floor, listed-expiry spacing (steps), then the smile skew of each regime."""
-    run = scenario.run
-    n_u = scenario.n_underlyings
-    n_reg = scenario.regimes.count
-    uf = np.zeros((n_u, C.N_UF + n_reg))
+def underlying_tables(scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
+    """(UND_DT (n_u,), skew float64 (n_u, n_regimes)) of the scenario's underlyings."""
+    dt = scenario.run.dt
+    und = records(scenario.n_underlyings, UND_DT)
+    skew = np.zeros((scenario.n_underlyings, scenario.regimes.count))
     for j, u in enumerate(scenario.underlyings):
         q = float(u.dividend_yield)
-        uf[j, C.U_DIV] = q
-        uf[j, C.U_EQDT1] = math.exp(q * run.dt) - 1.0
-        uf[j, C.U_EQDT] = math.exp(q * run.dt)
-        uf[j, C.U_STEP] = float(u.strike_step)
-        uf[j, C.U_FLOOR] = float(u.implied_vol.floor)
-        uf[j, C.U_EVERY] = float(int(u.expiry_every_days))
-        uf[j, C.U_SKEW0:] = np.asarray(u.implied_vol.skew, dtype=np.float64)
-    return uf
+        und[j]["div"] = q
+        und[j]["eqdt1"] = math.exp(q * dt) - 1.0
+        und[j]["eqdt"] = math.exp(q * dt)
+        und[j]["strike_step"] = float(u.strike_step)
+        und[j]["iv_floor"] = float(u.implied_vol.floor)
+        und[j]["expiry_every"] = int(u.expiry_every_days)
+        skew[j] = np.asarray(u.implied_vol.skew, dtype=np.float64)
+    return und, skew
 
 
-def _bad(field: str, value, allowed: str) -> ScenarioError:
-    return ScenarioError(f"{field}: {value!r} is not allowed (must be {allowed})")
+_STRIKE_RULE = {"delta": StrikeRule.DELTA, "otm_pct": StrikeRule.OTM}
+_MIN_STRIKE = {"cost_basis": MinStrike.COST_BASIS, "none": MinStrike.NONE,
+               "purchase_price": MinStrike.PURCHASE_PRICE}
+_ROLL_WHEN = {"off": RollWhen.OFF, "itm": RollWhen.ITM, "delta": RollWhen.DELTA}
 
 
-def _check(field, value, ok, allowed):
-    if value is None or isinstance(value, bool) or not ok(value):
-        raise _bad(field, value, allowed)
-
-
-def _option_rule(rule, path, is_call):
-    if rule is None:
-        raise ScenarioError(f"{path}: missing (required)")
-    if (rule.delta is None) == (rule.otm_pct is None):
-        raise ScenarioError(f"{path}: needs exactly one of delta or otm_pct")
+def _option_rule(p, side, rule, spy):
     if rule.delta is not None:
-        _check(f"{path}.delta", rule.delta, lambda v: 0.0 < v < 1.0, "in (0, 1)")
-        mode, value = C.RULE_DELTA, float(rule.delta)
+        p[f"{side}_rule"], p[f"{side}_value"] = _STRIKE_RULE["delta"], float(rule.delta)
     else:
-        _check(f"{path}.otm_pct", rule.otm_pct, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
-        mode, value = C.RULE_OTM, float(rule.otm_pct)
-    _check(f"{path}.dte", rule.dte, lambda v: v >= 1, ">= 1")
-    return mode, value
+        p[f"{side}_rule"], p[f"{side}_value"] = _STRIKE_RULE["otm_pct"], float(rule.otm_pct)
+    p[f"{side}_dte"] = max(1, calendar_days_to_steps(rule.dte, spy))
 
 
 def to_kernel(rules: StrategyRules, scenario: Scenario, log: bool = False) -> KernelParams:
-    """Flatten one strategy (or baseline) of `scenario` for `kernel.run_paths`.
-
-    Raises ScenarioError naming the field (`strategies.<name>.put.delta`, ...) on bad values.
-    """
+    """Map one strategy (or baseline) of `scenario` onto `layout.Rules` for `kernel.run_paths`."""
     run = scenario.run
     spy = run.steps_per_year
-    name = rules.name
-    path = f"strategies.{name}"
-    kinds = {"wheel": C.KIND_WHEEL, "put_write": C.KIND_PUT_WRITE, "bull_put_spread": C.KIND_SPREAD,
-             "buy_and_hold": C.KIND_BUY_HOLD, "cash": C.KIND_CASH}
-    if rules.kind not in kinds:
-        raise _bad(f"{path}.kind", rules.kind, "one of " + ", ".join(kinds))
-    kind = kinds[rules.kind]
+    info = KINDS[rules.kind]
     names = scenario.underlying_names
-    if not rules.underlyings:
-        raise _bad(f"{path}.underlyings", list(rules.underlyings), "a non-empty list of underlying names")
-    for u in rules.underlyings:
-        if u not in names:
-            raise _bad(f"{path}.underlyings", u, "one of the scenario's underlyings: " + ", ".join(names))
-    if len(set(rules.underlyings)) != len(rules.underlyings):
-        raise _bad(f"{path}.underlyings", list(rules.underlyings), "distinct names")
     su = np.array([names.index(u) for u in rules.underlyings], dtype=np.int64)
-    ip = np.zeros(C.N_IP + len(su), dtype=np.int64)
-    ip[C.IP_N_SU] = len(su)
-    ip[C.IP_SU0:] = su
-    fp = np.zeros(C.N_FP, dtype=np.float64)
-    fp[C.FP_HIV_PUT_DELTA] = math.nan
-    fp[C.FP_HIV_CALL_DELTA] = math.nan
-    ip[C.IP_HIV_DTE] = -1
-
-    n = run.n_steps
-    month = run.month_steps
-    ip[C.IP_KIND] = kind
-    ip[C.IP_N_STEPS] = n
-    ip[C.IP_SPY] = spy
-    ip[C.IP_MONTH] = month
-    ip[C.IP_N_MONTHS] = -(-n // month)
-    _check(f"{path}.entry_every_days", rules.entry_every_days, lambda v: int(v) == v and v >= 1, "an integer >= 1")
-    ip[C.IP_ENTRY_EVERY] = int(rules.entry_every_days)
-    ip[C.IP_LOG] = 1 if log else 0
+    arr = records(1, RULES_DT)
+    p = arr[0]
+    p["kind"] = info.code
+    p["has_options"] = info.has_options
+    p["holds_shares"] = info.holds_shares
+    p["reinvest"] = rules.kind == "buy_and_hold"
+    settle = (rules.call.settle or info.call_settle) if info.call_table is not None else None
+    p["cash_settle"] = info.cash_settle or settle == "cash"
+    p["tracks_cycle"] = info.tracks_cycle
+    p["sells_calls"] = info.call_table is not None
+    p["hiv_put_delta"] = math.nan
+    p["hiv_call_delta"] = math.nan
+    p["hiv_dte"] = -1
+    p["n_steps"] = run.n_steps
+    p["steps_per_year"] = spy
+    p["month"] = run.month_steps
+    p["n_months"] = -(-run.n_steps // run.month_steps)
+    p["entry_every"] = int(rules.entry_every_days)
+    p["log"] = log
+    p["n_su"] = len(su)
 
     costs = scenario.costs
-    for key in ("commission_per_contract", "slippage_per_share", "slippage_pct", "assignment_fee"):
-        _check(f"costs.{key}", getattr(costs, key), lambda v: v >= 0.0, ">= 0")
-    fp[C.FP_COMM] = costs.commission_per_contract
-    fp[C.FP_SLIP] = costs.slippage_per_share
-    fp[C.FP_SLIP_PCT] = costs.slippage_pct
-    fp[C.FP_FEE] = costs.assignment_fee
-    fp[C.FP_RATE] = run.risk_free_rate
-    fp[C.FP_ER] = math.exp(run.risk_free_rate * run.dt) - 1.0
-    fp[C.FP_INITIAL] = run.initial_equity
-    fp[C.FP_WD] = run.monthly_withdrawal
-    fp[C.FP_WD_PCT] = run.monthly_withdrawal_pct
+    p["commission"] = costs.commission_per_contract
+    p["slippage"] = costs.slippage_per_share
+    p["slippage_pct"] = costs.slippage_pct
+    p["assignment_fee"] = costs.assignment_fee
+    p["rate"] = run.risk_free_rate
+    p["er"] = math.exp(run.risk_free_rate * run.dt) - 1.0
+    p["initial_equity"] = run.initial_equity
+    p["withdrawal"] = run.monthly_withdrawal
+    p["withdrawal_pct"] = run.monthly_withdrawal_pct
+    p["withdrawals"] = run.monthly_withdrawal > 0.0 or run.monthly_withdrawal_pct > 0.0
 
     sizing = rules.sizing
-    _check(f"{path}.sizing.position_fraction", sizing.position_fraction, lambda v: 0.0 < v <= 1.0, "in (0, 1]")
-    _check(f"{path}.sizing.max_open", sizing.max_open, lambda v: int(v) == v and v >= 1, "an integer >= 1")
-    if sizing.contracts not in ("integer", "fractional"):
-        raise _bad(f"{path}.sizing.contracts", sizing.contracts, 'one of "integer", "fractional"')
-    fp[C.FP_PF] = sizing.position_fraction
-    ip[C.IP_INTEGER] = 1 if sizing.contracts == "integer" else 0
-    max_open = int(sizing.max_open) if kind == C.KIND_SPREAD else 1
-    ip[C.IP_MAX_OPEN] = max_open
-    ip[C.IP_CAP] = len(su) * max_open if kind <= C.KIND_SPREAD else 0
+    p["position_fraction"] = sizing.position_fraction
+    p["integer"] = sizing.contracts == "integer"
+    max_open = int(sizing.max_open) if rules.kind == "bull_put_spread" else 1
+    p["max_open"] = max_open
+    p["cap"] = len(su) * max_open if info.has_options else 0
 
-    if kind <= C.KIND_SPREAD:
-        put_path = f"{path}.short_put" if kind == C.KIND_SPREAD else f"{path}.put"
-        mode, value = _option_rule(rules.put, put_path, False)
-        ip[C.IP_PUT_MODE] = mode
-        fp[C.FP_PUT_VAL] = value
-        ip[C.IP_PUT_DTE] = max(1, calendar_days_to_steps(rules.put.dte, spy))
-        if kind == C.KIND_WHEEL:
-            mode, value = _option_rule(rules.call, f"{path}.call", True)
-            ip[C.IP_CALL_MODE] = mode
-            fp[C.FP_CALL_VAL] = value
-            ip[C.IP_CALL_DTE] = max(1, calendar_days_to_steps(rules.call.dte, spy))
-            choices = {"cost_basis": C.MIN_COST_BASIS, "none": C.MIN_NONE, "purchase_price": C.MIN_PURCHASE}
-            if rules.call.min_strike not in choices:
-                raise _bad(f"{path}.call.min_strike", rules.call.min_strike, "one of " + ", ".join(choices))
-            ip[C.IP_MIN_STRIKE] = choices[rules.call.min_strike]
-        if kind == C.KIND_SPREAD:
-            if (rules.width is None) == (rules.width_pct is None):
-                raise ScenarioError(f"{path}.width: a bull_put_spread needs exactly one of width ($) or width_pct")
-            if rules.width is not None:
-                _check(f"{path}.width", rules.width, lambda v: v > 0.0, "> 0")
-                ip[C.IP_WIDTH_MODE] = C.WIDTH_ABS
-                fp[C.FP_WIDTH] = rules.width
-            else:
-                _check(f"{path}.width_pct", rules.width_pct, lambda v: 0.0 < v < 1.0, "in (0, 1)")
-                ip[C.IP_WIDTH_MODE] = C.WIDTH_PCT
-                fp[C.FP_WIDTH] = rules.width_pct
-        _manage(rules, path, spy, ip, fp)
-        _high_iv(rules, path, spy, ip, fp)
-    uf = _with_tables(underlying_tables(scenario), scenario, ip)
-    return KernelParams(name=name, kind=rules.kind, ip=ip, fp=fp, su=su, uf=uf)
+    if info.put_table is not None:
+        _option_rule(p, "put", rules.put, spy)
+    if info.call_table is not None:
+        _option_rule(p, "call", rules.call, spy)
+        p["min_strike"] = _MIN_STRIKE[rules.call.min_strike]
+    if rules.kind == "bull_put_spread":
+        if rules.width is not None:
+            p["width_mode"], p["width"] = Width.ABS, rules.width
+        else:
+            p["width_mode"], p["width"] = Width.PCT, rules.width_pct
+    if info.has_options:
+        _manage(p, rules.manage, spy)
+        _high_iv(p, rules.high_iv, spy)
+        if settle == "cash":
+            p["early"] = False   # cash-settled calls are European (index options): never early
+    und, skew = underlying_tables(scenario)
+    tab, p["tab_len"] = _tau_tables(scenario, p)
+    bundle = Rules(p=arr, su=su, und=und, skew=np.ascontiguousarray(skew), tab=tab)
+    return KernelParams(name=rules.name, kind=rules.kind, rules=bundle)
 
 
-def _with_tables(uf: np.ndarray, scenario: Scenario, ip: np.ndarray) -> np.ndarray:
-    """Append per-underlying tables over k = 0..L-1 steps to expiry (see codes.IP_TAB).
+def with_steps(kp: KernelParams, n_steps: int, n_months: int) -> KernelParams:
+    """The same strategy over another horizon (the market's n_steps, its months)."""
+    arr = kp.rules.p.copy()
+    arr[0]["n_steps"] = n_steps
+    arr[0]["n_months"] = n_months
+    return kp._replace(rules=kp.rules._replace(p=arr))
+
+
+def _tau_tables(scenario: Scenario, p) -> tuple[np.ndarray, int]:
+    """TAU_DT (n_u, L) over k = 0..L-1 steps to expiry, and L.
 
     L covers every (expiry - step) an open position can have: the longest entry dte (or
     roll_dte + roll_out_days) plus one listed-expiry spacing. Values are computed exactly as the
@@ -195,78 +159,49 @@ def _with_tables(uf: np.ndarray, scenario: Scenario, ip: np.ndarray) -> np.ndarr
     run = scenario.run
     spy = run.steps_per_year
     every = max(int(u.expiry_every_days) for u in scenario.underlyings)
-    longest = max(int(ip[C.IP_PUT_DTE]), int(ip[C.IP_CALL_DTE]), int(ip[C.IP_HIV_DTE]),
-                  int(ip[C.IP_ROLL_DTE]) + int(ip[C.IP_ROLL_OUT]))
+    longest = max(int(p["put_dte"]), int(p["call_dte"]), int(p["hiv_dte"]),
+                  int(p["roll_dte"]) + int(p["roll_out"]))
     L = longest + every + 2
-    n_u, base = uf.shape
-    out = np.zeros((n_u, base + 5 * L))
-    out[:, :base] = uf
-    ip[C.IP_TAB_LEN] = L
-    ip[C.IP_TAB] = base    # interleaved by k: the kernel's five loads for one k are adjacent
+    tab = records((scenario.n_underlyings, L), TAU_DT)
     r = float(run.risk_free_rate)
     for j, u in enumerate(scenario.underlyings):
         q = float(u.dividend_yield)
         for k in range(L):
             tau = k / spy
-            o = base + 5 * k
-            out[j, o] = math.sqrt(tau)
-            out[j, o + 1] = math.exp(-r * tau)
-            out[j, o + 2] = math.exp(-q * tau)
-            out[j, o + 3] = (r - q) * tau
-            out[j, o + 4] = 1.0 / math.sqrt(tau) if k > 0 else 0.0
-    return np.ascontiguousarray(out)
+            tab[j, k] = (math.sqrt(tau), math.exp(-r * tau), math.exp(-q * tau), (r - q) * tau,
+                         1.0 / math.sqrt(tau) if k > 0 else 0.0)
+    return tab, L
 
 
-def _manage(rules, path, spy, ip, fp):
-    mg = rules.manage
-    mp = f"{path}.manage"
-    _check(f"{mp}.profit_take", mg.profit_take, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
-    _check(f"{mp}.stop_loss", mg.stop_loss, lambda v: v == 0.0 or v > 1.0, "0 (off) or > 1")
-    _check(f"{mp}.close_dte", mg.close_dte, lambda v: v >= 0, ">= 0")
-    _check(f"{mp}.roll_dte", mg.roll_dte, lambda v: v >= 0, ">= 0")
-    _check(f"{mp}.roll_out_days", mg.roll_out_days, lambda v: v >= 1, ">= 1")
-    _check(f"{mp}.roll_delta", mg.roll_delta, lambda v: 0.0 < v < 1.0, "in (0, 1)")
-    _check(f"{mp}.max_rolls", mg.max_rolls, lambda v: v >= 0, ">= 0")
-    _check(f"{mp}.early_assignment_time_value", mg.early_assignment_time_value, lambda v: v >= 0.0, ">= 0")
-    rw = {"off": C.ROLL_OFF, "itm": C.ROLL_ITM, "delta": C.ROLL_DELTA}
-    if mg.roll_when not in rw:
-        raise _bad(f"{mp}.roll_when", mg.roll_when, 'one of "off", "itm", "delta"')
-    fp[C.FP_PROFIT_TAKE] = mg.profit_take
-    fp[C.FP_STOP_LOSS] = mg.stop_loss
-    ip[C.IP_CLOSE_DTE_ON] = 1 if mg.close_dte > 0 else 0
-    ip[C.IP_CLOSE_DTE] = calendar_days_to_steps(mg.close_dte, spy)
-    ip[C.IP_ROLL_WHEN] = rw[mg.roll_when]
-    fp[C.FP_ROLL_DELTA] = mg.roll_delta
-    ip[C.IP_ROLL_DTE] = calendar_days_to_steps(mg.roll_dte, spy)
-    ip[C.IP_ROLL_OUT] = max(1, calendar_days_to_steps(mg.roll_out_days, spy))
-    ip[C.IP_ROLL_CREDIT_ONLY] = 1 if mg.roll_credit_only else 0
-    ip[C.IP_MAX_ROLLS] = int(mg.max_rolls)
-    ip[C.IP_CLOSE_IF_UNABLE] = 1 if mg.close_if_unable_to_roll else 0
-    ip[C.IP_EARLY] = 1 if mg.early_assignment else 0
-    fp[C.FP_EA_TV] = mg.early_assignment_time_value
+def _manage(p, mg, spy):
+    p["profit_take"] = mg.profit_take
+    p["stop_loss"] = mg.stop_loss
+    p["close_dte_on"] = mg.close_dte > 0
+    p["close_dte"] = calendar_days_to_steps(mg.close_dte, spy)
+    p["roll_when"] = _ROLL_WHEN[mg.roll_when]
+    p["roll_delta"] = mg.roll_delta
+    p["roll_dte"] = calendar_days_to_steps(mg.roll_dte, spy)
+    p["roll_out"] = max(1, calendar_days_to_steps(mg.roll_out_days, spy))
+    p["roll_credit_only"] = mg.roll_credit_only
+    p["max_rolls"] = int(mg.max_rolls)
+    p["close_if_unable"] = mg.close_if_unable_to_roll
+    p["early"] = mg.early_assignment
+    p["ea_time_value"] = mg.early_assignment_time_value
+    # the step loop's gate: any rule of the management step is on
+    p["manage"] = (mg.stop_loss > 0.0 or mg.profit_take > 0.0 or mg.close_dte > 0
+                   or mg.roll_when != "off")
 
 
-def _high_iv(rules, path, spy, ip, fp):
-    h = rules.high_iv
+def _high_iv(p, h, spy):
     if h is None:
         return
-    hp = f"{path}.high_iv"
-    if (h.atm_iv_above is None) == (h.iv_rank_above is None):
-        raise ScenarioError(f"{hp}: needs exactly one of atm_iv_above or iv_rank_above")
     if h.atm_iv_above is not None:
-        _check(f"{hp}.atm_iv_above", h.atm_iv_above, lambda v: v > 0.0, "> 0")
-        ip[C.IP_HIV_MODE] = C.HIV_ATM
-        fp[C.FP_HIV_THR] = h.atm_iv_above
+        p["hiv_mode"], p["hiv_threshold"] = HighIV.ATM, h.atm_iv_above
     else:
-        _check(f"{hp}.iv_rank_above", h.iv_rank_above, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
-        ip[C.IP_HIV_MODE] = C.HIV_RANK
-        fp[C.FP_HIV_THR] = h.iv_rank_above
+        p["hiv_mode"], p["hiv_threshold"] = HighIV.RANK, h.iv_rank_above
     if h.put_delta is not None:
-        _check(f"{hp}.put_delta", h.put_delta, lambda v: 0.0 < v < 1.0, "in (0, 1)")
-        fp[C.FP_HIV_PUT_DELTA] = h.put_delta
+        p["hiv_put_delta"] = h.put_delta
     if h.call_delta is not None:
-        _check(f"{hp}.call_delta", h.call_delta, lambda v: 0.0 < v < 1.0, "in (0, 1)")
-        fp[C.FP_HIV_CALL_DELTA] = h.call_delta
+        p["hiv_call_delta"] = h.call_delta
     if h.dte is not None:
-        _check(f"{hp}.dte", h.dte, lambda v: v >= 1, ">= 1")
-        ip[C.IP_HIV_DTE] = max(1, calendar_days_to_steps(h.dte, spy))
+        p["hiv_dte"] = max(1, calendar_days_to_steps(h.dte, spy))
