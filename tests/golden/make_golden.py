@@ -1,6 +1,8 @@
 """Freeze (or recompute) the golden outputs that every kernel refactor must reproduce bit for bit.
 
-    python tests/golden/make_golden.py          # rewrite tests/golden/golden.npz
+    python tests/golden/make_golden.py                     # add new cases to tests/golden/golden.npz
+    python tests/golden/make_golden.py --refresh NAME ...  # recompute named cases after a deliberate
+                                                           # model change (say which, and why, in the commit)
 
 Cases:
 * every shipped scenario (scenarios/*.toml) at its own seed, GOLDEN_PATHS paths, horizon capped at
@@ -148,13 +150,27 @@ def load_cases(data) -> list[dict]:
 
 
 def main(argv=None):
-    """Write the golden file; existing cases are kept as stored (only new cases are added)."""
+    """Write the golden file; existing cases are kept as stored (only new cases are added), except
+    those named after --refresh, whose outputs are recomputed from their frozen inputs."""
+    argv = list(argv or [])
+    refresh = set(argv[argv.index("--refresh") + 1:]) if "--refresh" in argv else set()
     existing = {}
     if GOLDEN.exists():
         with np.load(GOLDEN) as data:
             existing = {k: data[k] for k in data.files}
     known = {k[: -len("/case")] for k in existing if k.endswith("/case")}
     arrays = dict(existing)
+    if refresh:
+        with np.load(GOLDEN) as data:
+            stored = {c["name"]: c for c in load_cases(data)}
+        unknown = refresh - set(stored)
+        if unknown:
+            raise SystemExit(f"--refresh: no such case: {', '.join(sorted(unknown))}")
+        for name in sorted(refresh):
+            arrays = {k: v for k, v in arrays.items() if not k.startswith(f"{name}/") or k == f"{name}/case"
+                      or k.startswith(f"{name}/market/")}
+            arrays.update(compute(stored[name]))
+            print("refreshed", name)
     for case in shipped_cases() + generated_cases():
         if case["name"] in known:
             continue
