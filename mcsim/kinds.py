@@ -35,6 +35,7 @@ class KindInfo:
     `tracks_cycle`: its option sales and buy-backs move the cycle premium behind `cost_basis`;
     `buys_shares`: it buys its shares itself (lots of 100 under integer sizing) on entry days
     when it holds none; `call_settle` / `min_strike`: defaults of its `call` table;
+    `extra_keys`: strategy-level TOML keys of its own (besides the tables above);
     `user`: a `[[strategies]]` entry may name it; `baseline`: added to every scenario.
     """
 
@@ -49,6 +50,7 @@ class KindInfo:
     buys_shares: bool = False
     call_settle: str = "shares"
     min_strike: str = "cost_basis"
+    extra_keys: tuple[str, ...] = ()
     user: bool = True
     baseline: bool = False
     default_position_fraction: float = 1.0
@@ -58,7 +60,7 @@ KINDS: dict[str, KindInfo] = {k.name: k for k in (
     KindInfo("wheel", Kind.WHEEL, put_table="put", call_table="call", has_options=True,
              holds_shares=True, tracks_cycle=True),
     KindInfo("bull_put_spread", Kind.SPREAD, put_table="short_put", has_options=True,
-             default_position_fraction=0.02),
+             extra_keys=("width", "width_pct"), default_position_fraction=0.02),
     KindInfo("put_write", Kind.PUT_WRITE, put_table="put", has_options=True, cash_settle=True),
     KindInfo("covered_call", Kind.COVERED_CALL, call_table="call", has_options=True,
              holds_shares=True, tracks_cycle=True, buys_shares=True, call_settle="cash",

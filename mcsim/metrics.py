@@ -36,6 +36,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from .kinds import kind_info
 from .scenario import BASELINE_NAMES
 
 __all__ = [
@@ -610,7 +611,7 @@ def trade_warnings(result) -> list[dict]:
     out = []
     for name, g in result.per_path.groupby("strategy", sort=False, observed=True):
         r = rules.get(str(name)) or rules.get(str(name).split(":", 1)[-1])
-        if r is None or r.kind == "buy_and_hold" or len(g) == 0:
+        if r is None or not kind_info(r.kind).has_options or len(g) == 0:
             continue
         share = float((g["options_sold"] == 0).mean())
         if share > NO_TRADE_SHARE:

@@ -61,12 +61,10 @@ _ARRAY_TABLES = ("underlyings", "strategies", "shocks")
 TOP_KEYS = ("title", "run", "regimes", "underlyings", "shocks", "correlation", "costs", "strategies")
 _COMMON_STRATEGY_KEYS = ("name", "kind", "underlyings", "entry_every_days")
 _OPTION_STRATEGY_KEYS = ("manage", "high_iv", "sizing")
-STRATEGY_KEYS = {  # the keys a [[strategies]] entry may hold, by kind
-    "wheel": _COMMON_STRATEGY_KEYS + ("put", "call") + _OPTION_STRATEGY_KEYS,
-    "bull_put_spread": _COMMON_STRATEGY_KEYS + ("short_put", "width", "width_pct") + _OPTION_STRATEGY_KEYS,
-    "put_write": _COMMON_STRATEGY_KEYS + ("put",) + _OPTION_STRATEGY_KEYS,
-    "covered_call": _COMMON_STRATEGY_KEYS + ("call",) + _OPTION_STRATEGY_KEYS,
-    "buy_and_hold": _COMMON_STRATEGY_KEYS + ("sizing",),
+STRATEGY_KEYS = {  # the keys a [[strategies]] entry may hold, by kind (from the registry)
+    k: _COMMON_STRATEGY_KEYS + tuple(t for t in (v.put_table, v.call_table) if t) + v.extra_keys
+    + (_OPTION_STRATEGY_KEYS if v.has_options else ("sizing",))
+    for k, v in KINDS.items() if v.user
 }
 
 
