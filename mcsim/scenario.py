@@ -56,6 +56,8 @@ from .kinds import BASELINE_NAMES, KINDS, STRATEGY_KINDS  # noqa: E402  (the one
 MIN_STRIKE_CHOICES = ("cost_basis", "none", "purchase_price")
 ROLL_WHEN_CHOICES = ("off", "itm", "delta")
 SETTLE_CHOICES = ("cash", "shares")
+EXERCISE_CHOICES = ("american", "european")
+ROLL_STRIKE_CHOICES = ("credit", "rule")
 CONTRACTS_CHOICES = ("integer", "fractional")
 _ARRAY_TABLES = ("underlyings", "strategies", "shocks")
 TOP_KEYS = ("title", "run", "regimes", "underlyings", "shocks", "correlation", "costs", "strategies")
@@ -198,6 +200,7 @@ class Underlying:
     expiry_every_days: int
     implied_vol: ImpliedVolModel
     stochastic_vol: StochasticVol | None = None
+    exercise: str = "american"       # listed equity/ETF options; "european": index options
 
     def atm_iv_base(self) -> np.ndarray:
         """Per-regime ATM IV before shocks: sqrt(vol^2 + lambda (mu_J^2 + s_J^2)) + premium.
@@ -232,11 +235,13 @@ class Costs:
 
 @dataclass(frozen=True)
 class OptionRule:
-    """Strike and expiry rule of a short option: `delta` (absolute) or `otm_pct`; `dte` calendar days."""
+    """Strike and expiry rule of a short option: `delta` (absolute) or `otm_pct`; `dte` calendar
+    days; `min_credit` ($ per share): no sale whose fill (a spread: net credit) is below it."""
 
     delta: float | None = 0.30
     otm_pct: float | None = None
     dte: int = 35
+    min_credit: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -260,6 +265,8 @@ class Manage:
     roll_dte: int = 7
     roll_out_days: int = 28
     roll_credit_only: bool = True
+    roll_strike: str = "credit"      # "credit": the furthest strike netting roll_min_credit; "rule"
+    roll_min_credit: float = 0.0     # $ per share, after costs
     max_rolls: int = 3
     close_if_unable_to_roll: bool = False
     early_assignment: bool = True
@@ -322,6 +329,9 @@ class Scenario:
     def __post_init__(self):
         # also for a Scenario built (or `dataclasses.replace`d) in Python: the kernels' input
         # is checked here, once, and `to_kernel` only maps it
+        for u in self.underlyings:
+            if u.exercise not in EXERCISE_CHOICES:
+                raise bad_value(f"underlyings.{u.name}.exercise", u.exercise, 'one of "american", "european"')
         for rules in self.strategies:
             check_strategy(rules, self)
 
@@ -673,6 +683,7 @@ def _parse_underlying(raw, i, n_reg, seen) -> Underlying:
     js = t.per_regime("jump_std", n_reg, 0.0, lo=0.0, hi=5.0)
     step = t.number("strike_step", 1.0, lo=0.0, lo_open=True)
     every = t.integer("expiry_every_days", 5, lo=1)
+    exercise = t.string("exercise", "american", choices=EXERCISE_CHOICES)
     ivt = Table(t.raw("implied_vol", {}), f"underlyings.{name}.implied_vol")
     ivt.expect(_keys(ImpliedVolModel))
     ivm = ImpliedVolModel(
@@ -684,7 +695,7 @@ def _parse_underlying(raw, i, n_reg, seen) -> Underlying:
     )
     ivt.finish()
     t.finish()
-    und = Underlying(name, spot, div, mu, vol, lam, jm, js, step, every, ivm, sv)
+    und = Underlying(name, spot, div, mu, vol, lam, jm, js, step, every, ivm, sv, exercise)
     base = und.atm_iv_base()
     for r in range(n_reg):
         if base[r] <= 0:
@@ -785,13 +796,14 @@ def _parse_option_rule(raw, path, is_call, default_dte=35, default_delta=0.30, k
     delta = t.number("delta", None if has_o else default_delta, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
     otm = t.number("otm_pct", None, lo=0.0, hi=1.0, hi_open=True)
     dte = t.integer("dte", default_dte, lo=1, hi=3650)
+    min_credit = t.number("min_credit", 0.0, lo=0.0, hi=1e6)
     if is_call:
         info = KINDS[kind]
         settle = t.string("settle", info.call_settle, choices=SETTLE_CHOICES) if info.buys_shares else None
-        rule = CallRule(delta=delta, otm_pct=otm, dte=dte, settle=settle,
+        rule = CallRule(delta=delta, otm_pct=otm, dte=dte, min_credit=min_credit, settle=settle,
                         min_strike=t.string("min_strike", info.min_strike, choices=MIN_STRIKE_CHOICES))
     else:
-        rule = OptionRule(delta=delta, otm_pct=otm, dte=dte)
+        rule = OptionRule(delta=delta, otm_pct=otm, dte=dte, min_credit=min_credit)
     t.finish()
     return rule
 
@@ -812,6 +824,8 @@ def _parse_manage(raw, path) -> Manage:
         roll_dte=t.integer("roll_dte", d.roll_dte, lo=0, hi=3650),
         roll_out_days=t.integer("roll_out_days", d.roll_out_days, lo=1, hi=3650),
         roll_credit_only=t.boolean("roll_credit_only", d.roll_credit_only),
+        roll_strike=t.string("roll_strike", d.roll_strike, choices=ROLL_STRIKE_CHOICES),
+        roll_min_credit=t.number("roll_min_credit", d.roll_min_credit, lo=0.0, hi=1e6),
         max_rolls=t.integer("max_rolls", d.max_rolls, lo=0, hi=1000),
         close_if_unable_to_roll=t.boolean("close_if_unable_to_roll", d.close_if_unable_to_roll),
         early_assignment=t.boolean("early_assignment", d.early_assignment),
@@ -934,6 +948,7 @@ def _check_option_rule(rule, path):
     else:
         _check(f"{path}.otm_pct", rule.otm_pct, lambda v: 0.0 <= v < 1.0, "in [0, 1)")
     _check(f"{path}.dte", rule.dte, lambda v: v >= 1, ">= 1")
+    _check(f"{path}.min_credit", rule.min_credit, lambda v: 0.0 <= v <= 1e6, "in [0, 1e6] ($ per share)")
 
 
 def check_strategy(rules: StrategyRules, scenario: Scenario) -> None:
@@ -989,6 +1004,9 @@ def _check_manage(mg, mp):
     _check(f"{mp}.roll_delta", mg.roll_delta, lambda v: 0.0 < v < 1.0, "in (0, 1)")
     _check(f"{mp}.max_rolls", mg.max_rolls, lambda v: v >= 0, ">= 0")
     _check(f"{mp}.early_assignment_time_value", mg.early_assignment_time_value, lambda v: v >= 0.0, ">= 0")
+    _check(f"{mp}.roll_min_credit", mg.roll_min_credit, lambda v: 0.0 <= v <= 1e6, "in [0, 1e6] ($ per share)")
+    if mg.roll_strike not in ROLL_STRIKE_CHOICES:
+        raise bad_value(f"{mp}.roll_strike", mg.roll_strike, 'one of "credit", "rule"')
     if mg.roll_when not in ROLL_WHEN_CHOICES:
         raise bad_value(f"{mp}.roll_when", mg.roll_when, 'one of "off", "itm", "delta"')
 

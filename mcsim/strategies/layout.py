@@ -31,7 +31,7 @@ from numba.np.numpy_support import as_dtype
 from mcsim.kinds import Kind
 
 __all__ = ["Kind", "Leg", "Action", "StrikeRule", "MinStrike", "RollWhen", "HighIV", "Width",
-           "Reason", "RULES_DT", "UND_DT", "TAU_DT", "POS_DT", "HOLD_DT", "STATE_DT", "PATH_DT",
+           "Reason", "RollStrike", "RULES_DT", "UND_DT", "TAU_DT", "POS_DT", "HOLD_DT", "STATE_DT", "PATH_DT",
            "MONTH_DT", "LOG_DT", "Market", "Rules", "Book", "Out", "SHARE_DUST", "MIN_CONTRACTS",
            "NO", "YES", "NONE", "records"]
 
@@ -96,12 +96,29 @@ class Width(IntEnum):
     PCT = 1
 
 
-class Reason(IntEnum):
-    """Why a position is closed (which counter it bumps)."""
+class RollStrike(IntEnum):
+    CREDIT = 0   # the furthest listed strike whose roll nets roll_min_credit
+    RULE = 1     # the entry rule's strike, capped at the old strike
 
-    STOP = 0
-    PROFIT = 1
-    CLOSE = 2
+
+class Reason(IntEnum):
+    """Why a trade-log event happened (the log's `reason`); closes bump the matching counter."""
+
+    ENTRY = 0
+    PROFIT_TAKE = 1
+    STOP_LOSS = 2
+    CLOSE_DTE = 3
+    ROLL_ITM = 4
+    ROLL_DELTA = 5
+    MAX_ROLLS = 6
+    UNABLE_TO_ROLL = 7
+    EXPIRY = 8
+    EARLY_EXERCISE = 9
+    WITHDRAWAL = 10
+    END = 11
+
+
+REASON_NAMES = tuple(x.name.lower() for x in Reason)
 
 
 # Strategy parameters, one record. Steps are trading steps; money $; $/share where noted.
@@ -132,6 +149,7 @@ RULES_DT = np.dtype([
     ("roll_dte", np.int64),          # steps
     ("roll_out", np.int64),          # steps (>= 1)
     ("roll_credit_only", np.int64),
+    ("roll_strike", np.int64),       # RollStrike
     ("max_rolls", np.int64),
     ("close_if_unable", np.int64),
     ("early", np.int64),             # early assignment on
@@ -149,6 +167,9 @@ RULES_DT = np.dtype([
     ("profit_take", np.float64),     # fraction of credit
     ("stop_loss", np.float64),       # multiple of credit
     ("roll_delta", np.float64),
+    ("roll_min_credit", np.float64), # $/share, after costs
+    ("put_min_credit", np.float64),  # $/share: no put (spread: net credit) sold for less
+    ("call_min_credit", np.float64), # $/share: no call sold for less
     ("ea_time_value", np.float64),   # early assignment threshold, $/share
     ("hiv_threshold", np.float64),
     ("hiv_put_delta", np.float64),   # nan when not given
@@ -173,6 +194,7 @@ UND_DT = np.dtype([
     ("strike_step", np.float64),     # $
     ("iv_floor", np.float64),
     ("expiry_every", np.int64),      # steps between listed expiries
+    ("american", np.int64),          # 1: American-style (marks >= intrinsic, early exercise)
 ], align=True)
 
 # Per (underlying, k steps to expiry), tau = k / steps_per_year years.
@@ -227,6 +249,7 @@ PATH_DT = np.dtype([
     ("max_drawdown", np.float64),          # <= 0, fraction
     ("max_drawdown_days", np.int64),
     ("premium_collected", np.float64),     # $
+    ("net_premium_collected", np.float64), # $: sale credits - buy-back debits
     ("realised_pnl", np.float64),          # $
     ("options_sold", np.int64),
     ("puts_sold", np.int64),
@@ -239,7 +262,10 @@ PATH_DT = np.dtype([
     ("rolls", np.int64),
     ("profit_takes", np.int64),
     ("stop_losses", np.int64),
-    ("closes", np.int64),
+    ("closes", np.int64),                  # close_dte + max_rolls + unable_to_roll closes
+    ("close_dte_closes", np.int64),
+    ("max_rolls_closes", np.int64),
+    ("unable_to_roll_closes", np.int64),
     ("trades_won", np.int64),
     ("trades_lost", np.int64),
     ("sum_win", np.float64),               # $ over won trades
@@ -255,6 +281,7 @@ PATH_DT = np.dtype([
 # Per (path, month).
 MONTH_DT = np.dtype([
     ("premium", np.float64),         # $
+    ("net_premium", np.float64),     # $: sale credits - buy-back debits
     ("realised_pnl", np.float64),    # $
     ("withdrawn", np.float64),       # $
     ("shortfall", np.int8),
@@ -266,9 +293,11 @@ MONTH_DT = np.dtype([
 LOG_DT = np.dtype([
     ("step", np.int64),
     ("action", np.int64),            # Action
+    ("reason", np.int64),            # Reason
     ("underlying", np.int64),        # market index, -1 none
     ("kind", np.int64),              # Leg, -1 none
     ("strike", np.float64),          # short strike, $/share
+    ("long_strike", np.float64),     # spread's long strike, nan otherwise
     ("expiry", np.int64),            # step, -1 none
     ("contracts", np.float64),
     ("price", np.float64),           # $/share (withdraw: $ paid; end: final equity)
@@ -276,6 +305,8 @@ LOG_DT = np.dtype([
     ("iv", np.float64),
     ("cash", np.float64),            # $ after the event
     ("equity", np.float64),          # $ after the event, marked at mid
+    ("shares", np.float64),          # shares of the underlying after the event (nan: none)
+    ("cost_basis", np.float64),      # $/share after the event (nan: no shares)
 ], align=True)
 
 

@@ -17,7 +17,7 @@ from mcsim.kinds import KINDS
 from mcsim.scenario import Scenario, StrategyRules, baseline_rules, calendar_days_to_steps
 
 from .layout import (
-    RULES_DT, TAU_DT, UND_DT, HighIV, MinStrike, RollWhen, Rules, StrikeRule, Width, records,
+    RULES_DT, TAU_DT, UND_DT, HighIV, MinStrike, RollStrike, RollWhen, Rules, StrikeRule, Width, records,
 )
 
 __all__ = ["KernelParams", "to_kernel", "baseline_rules", "all_strategies", "underlying_tables",
@@ -42,8 +42,11 @@ def all_strategies(scenario: Scenario) -> tuple[StrategyRules, ...]:
     return tuple(scenario.strategies) + baseline_rules(scenario)
 
 
-def underlying_tables(scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
-    """(UND_DT (n_u,), skew float64 (n_u, n_regimes)) of the scenario's underlyings."""
+def underlying_tables(scenario: Scenario, cash_settle: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(UND_DT (n_u,), skew float64 (n_u, n_regimes)) of the scenario's underlyings.
+
+    `american`: the underlying's `exercise` is "american" and the strategy does not settle its
+    options in cash (`cash_settle`: index-style options are European)."""
     dt = scenario.run.dt
     und = records(scenario.n_underlyings, UND_DT)
     skew = np.zeros((scenario.n_underlyings, scenario.regimes.count))
@@ -55,6 +58,7 @@ def underlying_tables(scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
         und[j]["strike_step"] = float(u.strike_step)
         und[j]["iv_floor"] = float(u.implied_vol.floor)
         und[j]["expiry_every"] = int(u.expiry_every_days)
+        und[j]["american"] = u.exercise == "american" and not cash_settle
         skew[j] = np.asarray(u.implied_vol.skew, dtype=np.float64)
     return und, skew
 
@@ -63,6 +67,7 @@ _STRIKE_RULE = {"delta": StrikeRule.DELTA, "otm_pct": StrikeRule.OTM}
 _MIN_STRIKE = {"cost_basis": MinStrike.COST_BASIS, "none": MinStrike.NONE,
                "purchase_price": MinStrike.PURCHASE_PRICE}
 _ROLL_WHEN = {"off": RollWhen.OFF, "itm": RollWhen.ITM, "delta": RollWhen.DELTA}
+_ROLL_STRIKE = {"credit": RollStrike.CREDIT, "rule": RollStrike.RULE}
 
 
 def _option_rule(p, side, rule, spy):
@@ -71,6 +76,7 @@ def _option_rule(p, side, rule, spy):
     else:
         p[f"{side}_rule"], p[f"{side}_value"] = _STRIKE_RULE["otm_pct"], float(rule.otm_pct)
     p[f"{side}_dte"] = max(1, calendar_days_to_steps(rule.dte, spy))
+    p[f"{side}_min_credit"] = float(rule.min_credit)
 
 
 def to_kernel(rules: StrategyRules, scenario: Scenario, log: bool = False) -> KernelParams:
@@ -133,9 +139,7 @@ def to_kernel(rules: StrategyRules, scenario: Scenario, log: bool = False) -> Ke
     if info.has_options:
         _manage(p, rules.manage, spy)
         _high_iv(p, rules.high_iv, spy)
-        if settle == "cash":
-            p["early"] = False   # cash-settled calls are European (index options): never early
-    und, skew = underlying_tables(scenario)
+    und, skew = underlying_tables(scenario, bool(p["cash_settle"]))
     tab, p["tab_len"] = _tau_tables(scenario, p)
     bundle = Rules(p=arr, su=su, und=und, skew=np.ascontiguousarray(skew), tab=tab)
     return KernelParams(name=rules.name, kind=rules.kind, rules=bundle)
@@ -183,6 +187,8 @@ def _manage(p, mg, spy):
     p["roll_dte"] = calendar_days_to_steps(mg.roll_dte, spy)
     p["roll_out"] = max(1, calendar_days_to_steps(mg.roll_out_days, spy))
     p["roll_credit_only"] = mg.roll_credit_only
+    p["roll_strike"] = _ROLL_STRIKE[mg.roll_strike]
+    p["roll_min_credit"] = mg.roll_min_credit
     p["max_rolls"] = int(mg.max_rolls)
     p["close_if_unable"] = mg.close_if_unable_to_roll
     p["early"] = mg.early_assignment
