@@ -391,11 +391,14 @@ def monthly_subset(monthly: pd.DataFrame, n_paths: int, limit: int = MONTHLY_SUB
 
 def write_result_files(result, directory: str | Path, *, summary: dict | None = None,
                        overrides: Iterable[str] = (), plots: bool = True, extra: dict | None = None,
-                       monthly_limit: int = MONTHLY_SUBSET_PATHS, report: bool = True) -> list[str]:
+                       monthly_limit: int = MONTHLY_SUBSET_PATHS, report: bool | None = None) -> list[str]:
     """Write summary.json, paths.parquet, monthly.parquet, the plots and report.html into `directory`.
 
-    Returns the file names written. `summary` defaults to `metrics.summarize(result)`.
+    Returns the file names written. `summary` defaults to `metrics.summarize(result)`; `report`
+    (report.html, mcsim/report.py) defaults to `plots`.
     """
+    if report is None:
+        report = plots
     from . import metrics
 
     d = Path(directory)
@@ -459,8 +462,10 @@ def replace_result_file(directory: str | Path, name: str, data: bytes) -> Path:
 
 
 def write_results(result, out_dir: str | Path, *, force: bool = False, summary: dict | None = None,
-                  overrides: Iterable[str] = (), plots: bool = True, extra: dict | None = None) -> Path:
+                  overrides: Iterable[str] = (), plots: bool = True, extra: dict | None = None,
+                  report: bool | None = None) -> Path:
     """All result files into `out_dir`, all-or-nothing (see the module docstring)."""
     with staged_dir(out_dir, force=force) as tmp:
-        write_result_files(result, tmp, summary=summary, overrides=overrides, plots=plots, extra=extra)
+        write_result_files(result, tmp, summary=summary, overrides=overrides, plots=plots, extra=extra,
+                           report=report)
     return Path(out_dir)

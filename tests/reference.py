@@ -766,7 +766,10 @@ class PathRun:
         peak = -math.inf
         max_dd = 0.0
         run = longest = 0
-        for x in eq:
+        paid = 0.0
+        for t, x in enumerate(eq):
+            paid += self.withdrawn_t[t]
+            x = x + paid  # drawdowns on equity plus the withdrawals paid so far
             peak = max(peak, x)
             max_dd = min(max_dd, x / peak - 1.0)
             run = run + 1 if x < peak else 0
