@@ -641,6 +641,8 @@ def summarize(result) -> dict:
         "initial_equity": ctx.initial_equity,
         "ruin_level": ctx.ruin_level,
         "regimes": list(ctx.regime_names),
+        "monthly_withdrawal": result.scenario.run.monthly_withdrawal,
+        "monthly_withdrawal_pct": result.scenario.run.monthly_withdrawal_pct,
     })
     return out
 

@@ -126,7 +126,11 @@ def _read(d: dict, stat: str) -> tuple[float, float, float, float]:
 
 
 def withdrawals_on(summary: dict) -> bool:
-    """Whether any strategy withdrew money (run.monthly_withdrawal or _pct set)."""
+    """Whether withdrawals are on: run.monthly_withdrawal or _pct set (a summary written before
+    they were recorded there: whether any strategy withdrew money)."""
+    run = summary.get("run", {})
+    if "monthly_withdrawal" in run:
+        return bool(run.get("monthly_withdrawal") or run.get("monthly_withdrawal_pct"))
     for m in summary.get("metrics", {}).values():
         w = (_get(m, ("withdrawals", "withdrawn")) or {}).get("mean")
         if w:
@@ -297,4 +301,8 @@ FORMATTERS: dict[str, Callable[[float], str]] = {
 
 
 def fmt(v: float, unit: str) -> str:
-    return FORMATTERS.get(unit, lambda x: "-" if not np.isfinite(x) else f"{x:.4g}")(float(v))
+    """`v` for people, by unit ("-" when missing; a value that rounds to -0 shown as 0)."""
+    text = FORMATTERS.get(unit, lambda x: "-" if not np.isfinite(x) else f"{x:.4g}")(float(v))
+    if text.startswith("-") and len(text) > 1 and not any(c in "123456789" for c in text):
+        text = text[1:]
+    return text
