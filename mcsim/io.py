@@ -427,17 +427,16 @@ def write_result_files(result, directory: str | Path, *, summary: dict | None = 
 def replace_result_file(directory: str | Path, name: str, data: bytes) -> Path:
     """Write (or replace) the file `name` inside an existing mcsim result directory, atomically.
 
-    The directory must pass the checks `--force` applies (a real directory with a valid marker,
-    holding nothing but the files it lists). The file is written into a staging directory beside
-    it (removed by `clean_stale` if this process is killed), the marker is rewritten to list it
-    first, then the file is renamed into place: at no moment does the directory hold a file its
-    marker does not list. Raises `OutputExistsError` (one line) for anything else.
+    The directory must be a real directory (not a symbolic link) with a valid marker. The file is
+    written into a staging directory beside it (removed by `clean_stale` if this process is
+    killed), the marker is rewritten to list it first, then the file is renamed into place: at no
+    moment does the directory hold a file its marker does not list. Raises `OutputExistsError`
+    (one line) for anything else.
     """
     d = Path(directory)
     if not d.is_dir() or d.is_symlink() or read_marker(d) is None:
         raise OutputExistsError(f'result directory: "{d}" is not allowed (must be a directory written by mcsim, '
                                 f"marked by {MARKER})")
-    check_target(d, True, "result directory")
     if "/" in name or name in (MARKER, STAGING_MARKER) or name.startswith("."):
         raise ValueError(f"replace_result_file: {name!r} is not a result file name")
     try:

@@ -165,14 +165,12 @@ def _trading_section(result, strategies, images) -> str:
     ff = tables.frequency_frame(result.per_path, strategies, years)
     if ff.empty:
         return '<p class="note">no option strategies</p>'
-    wide = ff.pivot_table(index="label", columns="strategy", values=["per_path_year", "per_option_sold"], sort=False)
-    rows = []
-    for label in dict.fromkeys(ff["label"]):
-        row = {"exit reason": label}
-        for s in dict.fromkeys(ff["strategy"]):
-            py, ps = wide.loc[label, ("per_path_year", s)], wide.loc[label, ("per_option_sold", s)]
-            row[s] = f"{py:.2f}/yr" + (f" ({100 * ps:.1f}% of sold)" if np.isfinite(ps) else "")
-        rows.append(row)
+    rows: dict[str, dict] = {}
+    for r in ff.itertuples(index=False):
+        row = rows.setdefault(r.label, {"exit reason": r.label})
+        share = f" ({100 * r.per_option_sold:.1f}% of sold)" if np.isfinite(r.per_option_sold) else ""
+        row[r.strategy] = f"{r.per_path_year:.2f}/yr{share}"
+    rows = list(rows.values())
     note = ('<p class="note">Every exit-reason count of per_path: events per path-year, and per option sold '
             '(rolls count as options sold). Early assignments are also counted in assigned / called away.</p>')
     return note + _df_table(pd.DataFrame(rows), {}, left=("exit reason",)) + _img(images, "frequencies", "trade frequencies")

@@ -386,7 +386,8 @@ def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
     if not p.is_file():
         p = shipped_scenario(path) or p
     if not p.is_file():
-        raise ScenarioError(f"scenario: {fmt_value(str(path))} is not allowed (must be an existing TOML file)")
+        raise ScenarioError(f"scenario: {fmt_value(str(path))} is not allowed (must be an existing TOML file "
+                            f"or the name of a shipped scenario: `mcsim scenarios` lists them)")
     try:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:

@@ -833,4 +833,5 @@ def run_reference(scenario, rules, spot, atm_iv, regime):
     """
     pr = PathRun(scenario, rules, spot, atm_iv, regime).run()
     monthly = pr.months()
-    return {"per_path": pr.per_path(monthly), "monthly": monthly, "log": pr.log, "equity": list(pr.equity_t)}
+    return {"per_path": pr.per_path(monthly), "monthly": monthly, "log": pr.log, "equity": list(pr.equity_t),
+            "withdrawn": list(pr.withdrawn_t)}
