@@ -65,7 +65,7 @@ def plot(result, kind: str):
 def _cell(row) -> str:
     v = tables.fmt(row["value"], row["unit"])
     if np.isfinite(row["ci_low"]) and np.isfinite(row["ci_high"]):
-        v += (f' <span style="color:#777">[{tables.fmt(row["ci_low"], row["unit"])}, '
+        v += (f' <span style="color:#777;white-space:nowrap">[{tables.fmt(row["ci_low"], row["unit"])}, '
               f'{tables.fmt(row["ci_high"], row["unit"])}]</span>')
     return v
 

@@ -407,3 +407,67 @@ def test_shipped_scenarios_are_package_data_of_the_wheel(tmp_path):
         assert p.returncode == 0 and want in p.stdout, (p.stdout, p.stderr)
         assert str(tmp_path / "site" / "mcsim" / "scenarios") in p.stdout, p.stdout
     assert list(empty.iterdir()) == []
+
+
+def test_a_net_premium_column_shows_everywhere_when_the_result_has_it():
+    """The accounting issue adds monthly `net_premium`: the summary, the tidy table, the printed
+    table, the income histogram and the report pick it up by name."""
+    res = synthetic_result(n_paths=80)
+    mo = res.monthly.assign(net_premium=res.monthly["premium"] * 0.75)
+    res.monthly = mo
+    summary = mcsim.summarize(res)
+    inc = summary["metrics"]["wheel"]["income"]
+    assert inc["net_premium"]["quantiles"]["p50"] == pytest.approx(0.75 * inc["premium"]["quantiles"]["p50"])
+    frame = tables.summary_frame(summary)
+    assert (frame["metric"] == "net_premium_p50").sum() == len(res.strategies)
+    text = mcsim.metrics.format_table(summary)
+    assert "net p50/mo" in text.splitlines()[0] and "net = premium minus buy-backs" in mcsim.metrics.table_legend(summary)
+    labels = plots.series_labels(plots.income_hist_figure(mo, list(res.strategies)))
+    assert any(lab.startswith("net premium (median") for lab in labels)
+    page = report.build_report({"provenance": io.provenance(res), **summary}, res, {})
+    assert "net_premium_p50" in page and "net premium" in page
+    # without the column: nothing about it
+    plain = mcsim.summarize(synthetic_result(n_paths=80))
+    assert "net_premium" not in plain["metrics"]["wheel"]["income"]
+    assert "net p50/mo" not in mcsim.metrics.format_table(plain)
+
+
+def test_compare_report_describes_every_strategy(tiny, tmp_path, fake_engine, capsys):  # noqa: F811
+    b = tmp_path / "b.toml"
+    b.write_text(TINY)  # the same names: prefixed with the file stem
+    out = tmp_path / "cmp"
+    assert cli.main(["compare", str(tiny), str(b), "--paths", "30", "--out", str(out), "--quiet"]) == 0
+    page = (out / "report.html").read_text()
+    assert "<dt>tiny:wheel</dt>" in page and "<dt>b:spread</dt>" in page
+    assert "rules not found" not in page and page.count("The wheel on SPY") == 2
+    assert "# tiny" in page and "# b" in page  # both scenarios in full
+
+
+def test_replace_result_file_never_leaves_an_unlisted_file(tiny, tmp_path, fake_engine, monkeypatch):  # noqa: F811
+    out = tmp_path / "r"
+    assert cli.main(["run", str(tiny), "--paths", "20", "--out", str(out), "--no-report", "--quiet"]) == 0
+    real = io.os.replace
+    calls = []
+
+    def fail_second(a, b):
+        calls.append(Path(b).name)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(a, b)
+
+    monkeypatch.setattr(io.os, "replace", fail_second)
+    with pytest.raises(io.OutputWriteError, match="No space left"):
+        io.replace_result_file(out, "report.html", b"<html></html>")
+    assert calls == [io.MARKER, "report.html"]  # the marker first, then the file
+    assert not (out / "report.html").exists() and "report.html" in io.read_marker(out)["files"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r", "tiny.toml"]  # staging removed
+    io.check_target(out, force=True)  # a listed file may be missing: still replaceable
+
+
+def test_docs_link_only_to_files_in_the_repository():
+    for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        for target in re.findall(r"\]\(([^)#\s]+)[^)]*\)", doc.read_text()):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            path = (doc.parent / target).resolve()
+            assert path.exists() and ROOT in path.parents, f"{doc.name} links to {target}"
