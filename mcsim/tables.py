@@ -212,12 +212,16 @@ def paired_frame(summary: dict, against: tuple[str, ...] | None = None) -> pd.Da
 # integer per_path columns that count something other than how positions ended
 _NOT_EVENTS = {"path", "max_drawdown_days", "days_in_shares", "shortfalls", "first_shortfall_month",
                "dominant_regime"}
-_EVENT_ORDER = ("expired_worthless", "profit_takes", "stop_losses", "closes", "rolls", "assignments",
-                "called_away", "early_assignments")
+_EVENT_ORDER = ("expired_worthless", "profit_takes", "stop_losses", "closes", "close_dte_closes",
+                "max_rolls_closes", "unable_to_roll_closes", "rolls", "assignments", "called_away",
+                "early_assignments")
 _EVENT_LABELS = {"expired_worthless": "expired worthless", "profit_takes": "profit take",
                  "stop_losses": "stop loss", "closes": "closed (close_dte, max rolls, unable to roll)",
                  "rolls": "rolled", "assignments": "assigned", "called_away": "called away",
-                 "early_assignments": "assigned early (also in assigned / called away)"}
+                 "early_assignments": "assigned early (also in assigned / called away)",
+                 # the split of `closes` (issue 11), when the result has it
+                 "close_dte_closes": "closed at close_dte (in closed)", "max_rolls_closes": "closed at max rolls (in closed)",
+                 "unable_to_roll_closes": "closed, unable to roll (in closed)"}
 
 
 def event_columns(per_path: pd.DataFrame) -> list[str]:
@@ -234,7 +238,8 @@ def event_columns(per_path: pd.DataFrame) -> list[str]:
     return known + sorted(c for c in cols if c not in known)
 
 
-_SHORT_LABELS = {"closes": "closed", "early_assignments": "assigned early"}
+_SHORT_LABELS = {"closes": "closed", "early_assignments": "assigned early", "close_dte_closes": "- at close_dte",
+                 "max_rolls_closes": "- at max rolls", "unable_to_roll_closes": "- unable to roll"}
 
 
 def event_label(col: str, short: bool = False) -> str:

@@ -165,9 +165,10 @@ def test_plots_are_pngs_with_expected_series(tmp_path):
     assert [t.get_text() for t in f.axes[0].get_yticklabels()] == [tables.event_label(c, short=True) for c in reasons]
     assert len(f.axes[0].patches) == len(reasons)
     # a reason added later (an int64 per_path column) is picked up by name
-    more = res.per_path.assign(unable_to_roll=np.int64(1))
+    more = res.per_path.assign(unable_to_roll=np.int64(1), max_rolls_closes=np.int64(2))
     f = plots.frequencies_figure(more, names, 0.5)
-    assert [t.get_text() for t in f.axes[0].get_yticklabels()][-1] == "unable to roll"
+    labels = [t.get_text() for t in f.axes[0].get_yticklabels()]
+    assert labels[-1] == "unable to roll" and labels[labels.index("closed") + 1] == "- at max rolls"
     assert len(plots.series_labels(plots.final_equity_figure(res.per_path, names, INITIAL))) == 3
     df = pd.DataFrame({"k": [1, 1, 2, 2], "strategy": ["wheel", "spread"] * 2, "cagr_p50": [0.1, 0.2, 0.3, 0.4],
                        "p_ruin": [0.0, 0.01, 0.02, 0.03]})
