@@ -1,4 +1,4 @@
-"""The `mcsim` command: run, compare, sweep, replay, validate, scenarios.
+"""The `mcsim` command: run, compare, sweep, replay, validate, scenarios, report.
 
 Bad input (missing or unreadable file, unknown key, bad value, unknown strategy in `--set`,
 an output that exists without `--force`, bad arguments) prints ONE line on stderr naming the
@@ -97,7 +97,13 @@ def _add_run_options(p: argparse.ArgumentParser, *, sets: bool = True, out: bool
         p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                        help="override a scenario key (repeatable), e.g. strategies.wheel_30d.put.delta=0.2")
     p.add_argument("--chunk-paths", type=_int_at_least(1, "chunk-paths"), help="paths per chunk (memory bound)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="print nothing on stdout, no progress bar")
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    """--json and --no-report (run, compare)."""
+    p.add_argument("--json", action="store_true", help="print the summary as JSON instead of the table")
+    p.add_argument("--no-report", action="store_true", help="do not write report.html")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,11 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="simulate a scenario and write results")
     r.add_argument("scenario", help="scenario TOML file (or the name of a shipped one)")
     _add_run_options(r)
+    _add_output_options(r)
     r.set_defaults(func=cmd_run)
 
     c = sub.add_parser("compare", help="run scenarios that share a market on the same paths")
     c.add_argument("scenarios", nargs="+", metavar="SCENARIO")
-    _add_run_options(c, sets=False)
+    _add_run_options(c)
+    _add_output_options(c)
     c.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("sweep", help="every grid point on the same paths")
@@ -136,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("scenarios", help="list the shipped scenarios")
     ls.set_defaults(func=cmd_scenarios)
+
+    rp = sub.add_parser("report", help="rebuild report.html in a result directory")
+    rp.add_argument("result_dir", metavar="RESULT_DIR", help="a directory written by mcsim run or compare --out")
+    rp.add_argument("--quiet", action="store_true", help="print nothing on stdout")
+    rp.set_defaults(func=cmd_report)
     return p
 
 
@@ -144,9 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def scenario_dirs() -> list[Path]:
-    """Where shipped scenarios live: ./scenarios and the repository's scenarios/ beside the package."""
+    """Where scenarios named without a path are looked up: ./scenarios, then the shipped ones.
+
+    The shipped scenarios are package data (`mcsim/scenarios`, in a clone a link to the
+    repository's `scenarios/`), so `mcsim run spy_wheel` works after a plain install from any
+    directory; the repository's `scenarios/` beside the package is a fallback for checkouts
+    without symbolic links.
+    """
+    here = Path(__file__).resolve().parent
     out = []
-    for d in (Path.cwd() / "scenarios", Path(__file__).resolve().parent.parent / "scenarios"):
+    for d in (Path.cwd() / "scenarios", here / "scenarios", here.parent / "scenarios"):
         if d.is_dir() and all(d.resolve() != o.resolve() for o in out):
             out.append(d)
     return out
@@ -248,6 +268,27 @@ def _default_out(scenario_text: str, suffix: str = "") -> Path:
 # commands
 
 
+def _say(args, text: str = "", *, table: bool = False) -> None:
+    """A line (or, with `table`, a block of lines) on stdout unless --quiet or --json."""
+    if getattr(args, "quiet", False) or getattr(args, "json", False):
+        return
+    print(text if table else printable(text))
+
+
+def _print_json(args, summary: dict, path: Path | None = None) -> None:
+    """--json: the summary as JSON on stdout (summary.json itself when one was written)."""
+    if not getattr(args, "json", False) or getattr(args, "quiet", False):
+        return
+    import json
+
+    from .metrics import to_jsonable
+
+    if path is not None and path.is_file():
+        sys.stdout.write(path.read_text(encoding="utf-8"))
+    else:
+        sys.stdout.write(json.dumps(to_jsonable(summary), indent=2, allow_nan=False) + "\n")
+
+
 def cmd_run(args) -> int:
     from . import io, memory, metrics
 
@@ -260,12 +301,13 @@ def cmd_run(args) -> int:
         result = _simulate(scenario, args)
         summary = metrics.summarize(result)
         io.write_result_files(result, tmp, summary=summary, overrides=sets,
-                              extra={"command": ["mcsim", *sys.argv[1:]]})
-    print(printable(f"{scenario.title or Path(args.scenario).stem}: {result.n_paths:,} paths x {result.n_steps} steps, "
-                    f"seed {result.seed}, {result.wall_time:.1f}s"))
-    print(metrics.format_table(summary))
+                              extra={"command": ["mcsim", *sys.argv[1:]]}, report=not args.no_report)
+    _say(args, f"{scenario.title or Path(args.scenario).stem}: {result.n_paths:,} paths x {result.n_steps} steps, "
+               f"seed {result.seed}, {result.wall_time:.1f}s")
+    _say(args, metrics.format_table(summary) + "\n" + metrics.table_legend(summary), table=True)
     _warn(summary)
-    print(printable(f"wrote {target}"))
+    _say(args, f"wrote {target}" + ("" if args.no_report else f" (open {target / 'report.html'})"))
+    _print_json(args, summary, target / "summary.json")
     return 0
 
 
@@ -327,13 +369,15 @@ def cmd_compare(args) -> int:
     if len(args.scenarios) < 2:
         _fail("mcsim compare: error: SCENARIO: needs at least 2 scenario files (got 1)")
     stems = [Path(s).stem for s in args.scenarios]
-    first = _load(args.scenarios[0], [])
+    per_file = _compare_sets(args.scenarios, args.sets)
+    first = _load(args.scenarios[0], per_file[0])
     paths = args.paths if args.paths is not None else first.run.paths
     seed = args.seed if args.seed is not None else first.run.seed
     sets = [f"run.paths={paths}", f"run.seed={seed}"]
     if args.chunk_paths is not None:
         sets.append(f"run.chunk_paths={args.chunk_paths}")
-    scenarios = [_load(s, sets) for s in args.scenarios]
+    scenarios = [_load(s, own + sets) for s, own in zip(args.scenarios, per_file)]
+    sets = list(args.sets) + sets
     _check_shared_market(scenarios, [str(s) for s in args.scenarios])
     memory.check_compare(scenarios)
     target = Path(args.out) if args.out else None
@@ -347,17 +391,51 @@ def cmd_compare(args) -> int:
         if tmp is not None:
             io.write_result_files(combined, tmp, summary=summary, overrides=sets, extra={
                 "command": ["mcsim", *sys.argv[1:]],
-                "compare": {stem: sc.to_dict() for stem, sc in zip(stems, scenarios)}})
-    print(printable(f"compare: {', '.join(map(str, args.scenarios))} on the same {paths:,} paths (seed {seed})"))
-    print(metrics.format_table(summary))
+                "compare": {stem: sc.to_dict() for stem, sc in zip(stems, scenarios)}},
+                report=not args.no_report)
+    _say(args, f"compare: {', '.join(map(str, args.scenarios))} on the same {paths:,} paths (seed {seed})")
+    _say(args, metrics.format_table(summary) + "\n" + metrics.table_legend(summary), table=True)
     _warn(summary)
-    print()
-    print("paired differences a - b over common paths (95% CI from per-path differences; unpaired CI for contrast);")
-    print("dCAGR in percentage points; dMaxDD = a's max drawdown depth minus b's (negative: a falls less)")
-    print(metrics.format_paired_table(summary))
+    _say(args)
+    _say(args, "paired differences a - b over common paths (95% CI from per-path differences; unpaired CI for contrast);")
+    _say(args, "dCAGR in percentage points; dMaxDD = a's max drawdown depth minus b's (negative: a falls less)")
+    _say(args, metrics.format_paired_table(summary), table=True)
     if target is not None:
-        print(printable(f"wrote {target}"))
+        _say(args, f"wrote {target}")
+    _print_json(args, summary, target / "summary.json" if target is not None else None)
     return 0
+
+
+def _strategy_names(text: str) -> list[str]:
+    """Names of the [[strategies]] of a scenario file (for routing compare --set; [] if unreadable:
+    loading it reports the error)."""
+    try:
+        raw = tomllib.loads(_resolve_scenario(text).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+        return []
+    entries = raw.get("strategies", [])
+    return [str(e.get("name")) for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
+def _compare_sets(files: Sequence[str], sets: Sequence[str]) -> list[list[str]]:
+    """`compare --set`, per scenario file: a strategies.NAME... key goes to the files that define
+    NAME (it must exist in one); every other key to every file, so they still share a market."""
+    names = [_strategy_names(f) for f in files]
+    out: list[list[str]] = [[] for _ in files]
+    for text in sets:
+        parts = text.split("=", 1)[0].strip().split(".")
+        if len(parts) >= 3 and parts[0] == "strategies":
+            hit = [i for i, ns in enumerate(names) if parts[1] in ns]
+            if not hit:
+                known = sorted({n for ns in names for n in ns})
+                _fail(f'mcsim compare: error: --set: "{text}" is not allowed (no scenario compared defines a '
+                      f'strategy "{parts[1]}"; strategies: {", ".join(known) or "none"})')
+            for i in hit:
+                out[i].append(text)
+        else:
+            for o in out:
+                o.append(text)
+    return out
 
 
 def _parse_grid(items: Sequence[str]) -> list[tuple[str, list[str]]]:
@@ -574,6 +652,15 @@ def cmd_validate(args) -> int:
     print(f"  {sc.run.paths:,} paths x {sc.n_steps} steps ({sc.run.horizon_years:g} years), seed {sc.run.seed}; "
           f"underlyings {', '.join(sc.underlying_names)}; regimes {', '.join(sc.regimes.names)}")
     print(f"  strategies: {strategies}; baselines buy_and_hold, cash")
+    return 0
+
+
+def cmd_report(args) -> int:
+    """Rebuild report.html in a result directory from its summary.json and Parquet files."""
+    from . import report
+
+    path = report.rebuild_report(Path(args.result_dir))
+    _say(args, f"wrote {path}")
     return 0
 
 

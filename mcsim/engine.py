@@ -73,6 +73,39 @@ class Result:
     path_steps_per_second: float
     strategies: tuple[str, ...]
 
+    # what a notebook shows (mcsim/notebook.py); the metrics are computed once per Result
+    def summary(self) -> pd.DataFrame:
+        """Tidy DataFrame: one row per (strategy, metric) with value, se, ci_low, ci_high (95%),
+        unit and a legend; the same numbers as summary.json (`metrics.summarize`)."""
+        from . import notebook
+
+        return notebook.summary(self)
+
+    def compare(self, against: str | tuple[str, ...] | None = None) -> pd.DataFrame:
+        """The paired comparison: one row per pair (a, b) on the same paths, mean differences of
+        CAGR, max drawdown and final equity with 95% CIs, and P(a beats b). `against`
+        (e.g. "buy_and_hold") keeps the pairs against that strategy, flipped to (other, against)."""
+        from . import notebook
+
+        return notebook.compare(self, against)
+
+    def plot(self, kind: str):
+        """A matplotlib Figure: "income", "fan", "drawdown", "frequencies", "final", "regimes" or
+        "paired" (the PNGs of a result directory)."""
+        from . import notebook
+
+        return notebook.plot(self, kind)
+
+    def _repr_html_(self) -> str:
+        from . import notebook
+
+        return notebook.repr_html(self)
+
+    def __repr__(self) -> str:
+        from . import notebook
+
+        return notebook.text_repr(self)
+
 
 class _Plan:
     """Everything fixed for one run: kernel parameters, tables, output buffers, threads."""

@@ -51,6 +51,7 @@ __all__ = [
     "write_result_files",
     "write_results",
     "write_json",
+    "replace_result_file",
 ]
 
 MONTHLY_SUBSET_PATHS = 100_000
@@ -390,11 +391,14 @@ def monthly_subset(monthly: pd.DataFrame, n_paths: int, limit: int = MONTHLY_SUB
 
 def write_result_files(result, directory: str | Path, *, summary: dict | None = None,
                        overrides: Iterable[str] = (), plots: bool = True, extra: dict | None = None,
-                       monthly_limit: int = MONTHLY_SUBSET_PATHS) -> list[str]:
-    """Write summary.json, paths.parquet, monthly.parquet and the plots into `directory`.
+                       monthly_limit: int = MONTHLY_SUBSET_PATHS, report: bool | None = None) -> list[str]:
+    """Write summary.json, paths.parquet, monthly.parquet, the plots and report.html into `directory`.
 
-    Returns the file names written. `summary` defaults to `metrics.summarize(result)`.
+    Returns the file names written. `summary` defaults to `metrics.summarize(result)`; `report`
+    (report.html, mcsim/report.py) defaults to `plots`.
     """
+    if report is None:
+        report = plots
     from . import metrics
 
     d = Path(directory)
@@ -410,13 +414,57 @@ def write_result_files(result, directory: str | Path, *, summary: dict | None = 
         from . import plots as _plots
 
         files += _plots.write_plots(result, d, summary=summary)
+    if report:
+        files.append("report.html")
     write_json({"provenance": prov, "files": files, **summary}, d / "summary.json")
+    if report:
+        from .report import write_report
+
+        write_report(d, result=result)
     return files
 
 
+def replace_result_file(directory: str | Path, name: str, data: bytes) -> Path:
+    """Write (or replace) the file `name` inside an existing mcsim result directory, atomically.
+
+    The directory must be a real directory (not a symbolic link) with a valid marker. The file is
+    written into a staging directory beside it (removed by `clean_stale` if this process is
+    killed), the marker is rewritten to list it first, then the file is renamed into place: at no
+    moment does the directory hold a file its marker does not list. Raises `OutputExistsError`
+    (one line) for anything else.
+    """
+    d = Path(directory)
+    if not d.is_dir() or d.is_symlink() or read_marker(d) is None:
+        raise OutputExistsError(f'result directory: "{d}" is not allowed (must be a directory written by mcsim, '
+                                f"marked by {MARKER})")
+    if "/" in name or name in (MARKER, STAGING_MARKER) or name.startswith("."):
+        raise ValueError(f"replace_result_file: {name!r} is not a result file name")
+    try:
+        clean_stale(d.parent)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{d.name}.tmp-", dir=d.parent))
+    except OSError as exc:
+        raise _write_error(d, exc) from None
+    try:
+        _write_staging_marker(tmp)
+        (tmp / name).write_bytes(data)
+        marker = read_marker(d)
+        files = sorted(set(marker["files"]) | {name})
+        marker.update(files=files)
+        (tmp / MARKER).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp / MARKER, d / MARKER)
+        os.replace(tmp / name, d / name)
+    except OSError as exc:
+        raise _write_error(d, exc) from None
+    finally:
+        _remove(tmp)
+    return d / name
+
+
 def write_results(result, out_dir: str | Path, *, force: bool = False, summary: dict | None = None,
-                  overrides: Iterable[str] = (), plots: bool = True, extra: dict | None = None) -> Path:
+                  overrides: Iterable[str] = (), plots: bool = True, extra: dict | None = None,
+                  report: bool | None = None) -> Path:
     """All result files into `out_dir`, all-or-nothing (see the module docstring)."""
     with staged_dir(out_dir, force=force) as tmp:
-        write_result_files(result, tmp, summary=summary, overrides=overrides, plots=plots, extra=extra)
+        write_result_files(result, tmp, summary=summary, overrides=overrides, plots=plots, extra=extra,
+                           report=report)
     return Path(out_dir)

@@ -56,6 +56,7 @@ __all__ = [
     "format_table",
     "paired_table",
     "format_paired_table",
+    "table_legend",
     "trade_warnings",
     "to_jsonable",
 ]
@@ -335,13 +336,16 @@ def _path_nanmeans(pos: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return _path_means(pos[ok], values[ok], n)
 
 
+def _income_series(monthly: pd.DataFrame) -> tuple[str, ...]:
+    """The monthly columns described in the income block: net_premium too when the result has it."""
+    return tuple(c for c in ("premium", "net_premium", "realised_pnl", "mtm_return") if c in monthly.columns)
+
+
 def _income_block(pp: pd.DataFrame, mo: pd.DataFrame, ctx: SummaryContext) -> dict:
     full = _full_months(mo)
     pos, n = _path_positions(full["path"].to_numpy(), pp)
     out: dict[str, Any] = {"full_months_per_path": int(len(full) // max(len(pp), 1))}
-    for col in ("premium", "net_premium", "realised_pnl", "mtm_return"):
-        if col not in full:
-            continue
+    for col in _income_series(full):
         v = full[col].to_numpy(dtype=np.float64)
         cm = _path_means(pos, v, n)
         d = describe(v, cluster_means=cm, ci_n=len(pp))
@@ -642,6 +646,8 @@ def summarize(result) -> dict:
         "initial_equity": ctx.initial_equity,
         "ruin_level": ctx.ruin_level,
         "regimes": list(ctx.regime_names),
+        "monthly_withdrawal": result.scenario.run.monthly_withdrawal,
+        "monthly_withdrawal_pct": result.scenario.run.monthly_withdrawal_pct,
     })
     return out
 
@@ -730,16 +736,51 @@ def _render(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def _table_extras(summary: dict) -> list[tuple[str, str, Any]]:
+    """Columns of the printed table that depend on the result: net premium when the summary has
+    it, P(shortfall) when withdrawals are on. (header, after which header, value of a metrics block)."""
+    from .tables import withdrawals_on
+
+    out = []
+    first = summary["metrics"][summary["strategies"][0]] if summary.get("strategies") else {}
+    if "net_premium" in first.get("income", {}):
+        out.append(("net p50/mo", "prem p50/mo", lambda m: _fmt_money(m["income"]["net_premium"]["quantiles"]["p50"])))
+    if withdrawals_on(summary):
+        out.append(("P(shortfall)", "P(ruin)", lambda m: _fmt_pct(m["withdrawals"]["p_any_shortfall"]["p"], 2)))
+    return out
+
+
 def format_table(summary: dict) -> str:
-    """The compact per-strategy table as text (income = monthly realised P&L in dollars)."""
+    """The compact per-strategy table as text (income = monthly realised P&L in dollars), with
+    net premium and P(shortfall) columns when they apply (see `table_legend`)."""
     df = summary_table(summary)
-    headers = ["strategy", "prem p50/mo", "net prem p50/mo", "income p50/mo", "income p5/mo", "CAGR p50",
-               "maxDD p95", "P(ruin)", "assigned/put", "P(>B&H)"]
-    rows = [[r.strategy, _fmt_money(r.premium_p50), _fmt_money(r.net_premium_p50), _fmt_money(r.income_p50),
-             _fmt_money(r.income_p5),
+    headers = ["strategy", "prem p50/mo", "income p50/mo", "income p5/mo", "CAGR p50", "maxDD p95",
+               "P(ruin)", "assigned/put", "P(>B&H)"]
+    rows = [[r.strategy, _fmt_money(r.premium_p50), _fmt_money(r.income_p50), _fmt_money(r.income_p5),
              _fmt_pct(r.cagr_p50), _fmt_pct(r.max_dd_p95), _fmt_pct(r.p_ruin, 2), _fmt_pct(r.assignment_rate),
              _fmt_pct(r.p_beats_bh)] for r in df.itertuples(index=False)]
+    for header, after, value in _table_extras(summary):
+        at = headers.index(after) + 1
+        headers.insert(at, header)
+        for row, s in zip(rows, df["strategy"]):
+            row.insert(at, value(summary["metrics"][s]))
     return _render(headers, rows)
+
+
+def table_legend(summary: dict) -> str:
+    """One line under the printed table saying what its columns are."""
+    extras = {h for h, _, _ in _table_extras(summary)}
+    cash = summary.get("metrics", {}).get("cash", {}).get("income", {}).get("realised_pnl", {})
+    cash_p50 = (cash.get("quantiles") or {}).get("p50")
+    parts = ["prem = gross option premium sold", *(["net = premium minus buy-backs"] if "net p50/mo" in extras else []),
+             "income = realised P&L incl. interest on cash and dividends"
+             + (f" (cash alone earns {_fmt_money(cash_p50)})" if not _missing(cash_p50) else ""),
+             "p50/p5 over path-months, $/month",
+             "CAGR = annual mark-to-market return", "maxDD = max drawdown of equity + withdrawals",
+             f"P(ruin) = equity ever below {100 * summary.get('run', {}).get('ruin_level', 0.5):g}% of initial",
+             *(["P(shortfall) = a withdrawal ever not paid in full"] if "P(shortfall)" in extras else []),
+             "assigned/put = assignments per put sold", "P(>B&H) = final equity above buy-and-hold's on the same path"]
+    return "legend: " + "; ".join(parts)
 
 
 def paired_table(summary: dict) -> pd.DataFrame:

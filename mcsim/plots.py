@@ -3,20 +3,34 @@
 File names are stable (`PLOT_FILES`). Each `*_figure` function returns a matplotlib `Figure` whose
 plotted series carry legend labels, so `series_labels(fig)` lists them (tests count them):
 
-* `income_hist.png`: monthly income per strategy, one panel each: realised P&L (all strategies)
-  and premium (option strategies), full months over all paths, dollars per month.
+* `income_hist.png`: monthly income per strategy, one panel each: realised P&L (all strategies),
+  premium and, when the result has it, net premium (option strategies), full months over all
+  paths, dollars per month. Values outside the central 99% are not drawn: a labelled count at
+  each edge says how many path-months lie beyond it (`overflow_counts(fig)` reads them back).
+  A series with few distinct values (cash's interest, the same on every path) gets fewer bins,
+  so it shows as a block, not a comb; a constant one as a single line.
 * `equity_fan.png`: equity by month over all paths, p5-p95 band and median, one panel per option
   strategy beside buy-and-hold's band and median (4 series a panel).
 * `max_drawdown_cdf.png`: CDF of each strategy's max drawdown depth (one line each).
-* `trade_frequencies.png`: assignment (per put sold), called-away (per call sold) and roll (per
-  option sold) rates, and the same events per path-year, for each option strategy (3 + 3 series).
-* `final_equity.png`: distribution of final equity per strategy (cash as a line at its median).
+* `trade_frequencies.png`: one panel per option strategy, a bar for every exit-reason count
+  column of per_path (`tables.event_columns`: assignments, called_away, early_assignments,
+  expired_worthless, rolls, profit_takes, stop_losses, closes and any added later), events per
+  path-year, each labelled with its share of options sold.
+* `final_equity.png`: distribution of final equity per strategy (cash as a line at its median),
+  tails as labelled overflow counts.
+* `per_regime.png`: CAGR, monthly realised P&L (mean with 95% CI) and P(max drawdown > 20%) of
+  every strategy by dominant regime and by tercile of the time spent in the stressed regime
+  (needs the summary; one regime: a panel saying so).
+* `paired_vs_buy_and_hold.png`: per strategy, the distribution over paths of its CAGR minus
+  buy-and-hold's on the same path (percentage points), with the mean, its paired 95% CI and
+  P(strategy ends above buy-and-hold).
 * `sweep_heatmap.png` (`mcsim sweep`): a metric over a one- or two-key grid, one panel per
   strategy, P(ruin) annotated.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -59,8 +73,13 @@ __all__ = [
     "frequencies_figure",
     "final_equity_figure",
     "sweep_heatmap_figure",
+    "per_regime_figure",
+    "paired_figure",
+    "figure",
+    "figures",
     "write_plots",
     "series_labels",
+    "overflow_counts",
 ]
 
 PLOT_FILES = {
@@ -69,6 +88,8 @@ PLOT_FILES = {
     "drawdown": "max_drawdown_cdf.png",
     "frequencies": "trade_frequencies.png",
     "final": "final_equity.png",
+    "regimes": "per_regime.png",
+    "paired": "paired_vs_buy_and_hold.png",
 }
 SWEEP_FILE = "sweep_heatmap.png"
 from .kinds import BASELINE_NAMES as BASELINES  # noqa: E402  (the one registry)
@@ -100,38 +121,95 @@ def _full(monthly: pd.DataFrame) -> pd.DataFrame:
 
 
 def _bins(values: list[np.ndarray], n: int = 60) -> np.ndarray:
+    """Bin edges over the central 99% of the pooled finite values; fewer bins for a series with
+    few distinct values (at least 4 distinct values a bin, so a deterministic series is no comb)."""
     allv = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.zeros(1)
     if len(allv) == 0:
         allv = np.zeros(1)
     lo, hi = np.quantile(allv, [0.005, 0.995])
     if hi <= lo:
         lo, hi = lo - 0.5 * max(abs(lo), 1.0), hi + 0.5 * max(abs(hi), 1.0)
+    inside = allv[(allv >= lo) & (allv <= hi)]
+    distinct = len(np.unique(np.round(inside, 6))) if len(inside) <= 5_000_000 else n * 4
+    if distinct < 4 * n:
+        n = max(5, distinct // 4)
     return np.linspace(lo, hi, n + 1)
 
 
+def overflow_counts(fig: Figure) -> dict[str, tuple[int, int]]:
+    """{series label: (count below the axis, count above)} of every overflow label in `fig`."""
+    out: dict[str, list[int]] = {}
+    for ax in fig.axes:
+        for t in ax.texts:
+            gid = t.get_gid() or ""
+            if gid.startswith("overflow-"):
+                side, _, label = gid[len("overflow-"):].partition(":")
+                n = int(t.get_text().split()[1 if side == "below" else 0].replace(",", ""))
+                out.setdefault(label, [0, 0])[0 if side == "below" else 1] = n
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def _hist(ax, values: np.ndarray, bins: np.ndarray, label: str, color: str, row: int = 0, **kw) -> None:
+    """A histogram of the values inside [bins[0], bins[-1]]; those outside are counted in a label
+    at each edge ("<- 123 below", "45 above ->"), not piled into the edge bins. A constant series
+    is drawn as one line."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    lo, hi = float(bins[0]), float(bins[-1])
+    below, above = int((v < lo).sum()), int((v > hi).sum())
+    inside = v[(v >= lo) & (v <= hi)]
+    distinct = np.unique(inside) if 0 < len(inside) <= 5_000_000 else None
+    if len(inside) and float(inside.max() - inside.min()) <= 1e-9 * max(abs(float(inside[0])), 1.0):
+        ax.axvline(float(inside[0]), color=color, lw=2.0,
+                   label=f"{label}: {float(inside[0]):,.0f} on all {len(inside):,}")
+    elif distinct is not None and len(distinct) <= 1000 and 10 * len(distinct) <= len(inside):
+        # a few values repeated on every path (cash's interest: one value per month): a histogram
+        # would be a comb of equal spikes; show the range they span and their median instead
+        lo_v, hi_v = float(distinct[0]), float(distinct[-1])
+        ax.axvspan(lo_v, hi_v, color=color, alpha=0.35,
+                   label=f"{label}\nthe same on every path: {lo_v:,.0f} to {hi_v:,.0f}")
+        ax.axvline(float(np.median(inside)), color=color, lw=1.5)
+        ax.set_yticks([])  # no counts to read: the span is the distribution
+    else:
+        ax.hist(inside, bins=bins, color=color, label=label, **kw)
+    y = 0.97 - 0.07 * row
+    style = dict(transform=ax.transAxes, fontsize=7.5, color=color, va="top",
+                 bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8))
+    if below:
+        ax.text(0.01, y, f"\u2190 {below:,} below", ha="left", gid=f"overflow-below:{label.split(' (')[0]}", **style)
+    if above:
+        ax.text(0.99, y, f"{above:,} above \u2192", ha="right", gid=f"overflow-above:{label.split(' (')[0]}", **style)
+
+
+def _median(v: np.ndarray) -> float:
+    v = v[np.isfinite(v)]
+    return float(np.median(v)) if len(v) else 0.0
+
+
 def income_hist_figure(monthly: pd.DataFrame, strategies: Sequence[str]) -> Figure:
-    """Monthly income histograms, one panel per strategy (dollars per month, central 99%)."""
+    """Monthly income histograms, one panel per strategy (dollars per month, central 99%; the
+    path-months beyond it are counted at the edges)."""
     full = _full(monthly)
-    groups = {k: g for k, g in full.groupby("strategy", sort=False)}
+    groups = {k: g for k, g in full.groupby("strategy", sort=False, observed=True)}
     rows, cols = _grid(len(strategies))
     fig = Figure(figsize=(4.6 * cols, 3.4 * rows), dpi=DPI, layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, s in zip(axes, strategies):
         g = groups.get(s, full.iloc[0:0])
-        real = g["realised_pnl"].to_numpy(dtype=np.float64)
-        prem = g["premium"].to_numpy(dtype=np.float64)
-        is_opt = s not in BASELINES
-        bins = _bins([real, prem] if is_opt else [real])
-        ax.hist(np.clip(real, bins[0], bins[-1]), bins=bins, alpha=0.55, color="tab:blue",
-                label=f"realised P&L (median {np.median(real) if len(real) else 0:,.0f})")
-        if is_opt:
-            ax.hist(np.clip(prem, bins[0], bins[-1]), bins=bins, histtype="step", lw=1.6, color="tab:orange",
-                    label=f"premium (median {np.median(prem) if len(prem) else 0:,.0f})")
+        series = [("realised P&L", "realised_pnl", "tab:blue", dict(alpha=0.55))]
+        if s not in BASELINES:
+            series.append(("premium", "premium", "tab:orange", dict(histtype="step", lw=1.6)))
+            if "net_premium" in g.columns:
+                series.append(("net premium", "net_premium", "tab:green", dict(histtype="step", lw=1.2, ls="--")))
+        vals = [g[c].to_numpy(dtype=np.float64) for _, c, _, _ in series]
+        bins = _bins(vals)
+        for row, ((name, _, color, kw), v) in enumerate(zip(series, vals)):
+            _hist(ax, v, bins, f"{name} (median {_median(v):,.0f})", color, row, **kw)
         ax.axvline(0.0, color="0.4", lw=0.8)
         ax.set_title(s)
-        ax.set_xlabel("$ per month (tails clipped at 0.5% / 99.5%)")
+        ax.set_xlabel("$ per month (central 99%; counts beyond at the edges)")
         ax.set_ylabel("path-months")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="center right")
     for ax in axes[len(strategies):]:
         ax.set_visible(False)
     fig.suptitle("Monthly income over all paths and full months")
@@ -174,7 +252,8 @@ def equity_fan_figure(monthly: pd.DataFrame, strategies: Sequence[str], initial_
 
 
 def drawdown_cdf_figure(per_path: pd.DataFrame, strategies: Sequence[str]) -> Figure:
-    """CDF of max drawdown depth per strategy (one line each); 10/20/30/50% marked."""
+    """CDF of max drawdown depth per strategy (one line each); 10/20/30/50% marked. Drawdowns
+    are measured on equity plus cumulative withdrawals (spending is not a loss)."""
     fig = Figure(figsize=(6.4, 4.2), dpi=DPI, layout="constrained")
     ax = fig.subplots()
     for s in strategies:
@@ -185,7 +264,7 @@ def drawdown_cdf_figure(per_path: pd.DataFrame, strategies: Sequence[str]) -> Fi
         ax.axvline(t, color="0.75", lw=0.8, ls=":")
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_xlabel("max drawdown (depth below running peak)")
+    ax.set_xlabel("max drawdown (depth below running peak of equity + withdrawals so far)")
     ax.set_ylabel("share of paths with drawdown <= x")
     ax.set_title("Max drawdown distribution")
     ax.legend(fontsize=8, loc="lower right")
@@ -193,63 +272,166 @@ def drawdown_cdf_figure(per_path: pd.DataFrame, strategies: Sequence[str]) -> Fi
 
 
 def frequencies_figure(per_path: pd.DataFrame, strategies: Sequence[str], years: float) -> Figure:
-    """Assignment, called-away and roll frequencies of the option strategies: rates and per year."""
+    """How positions ended: every exit-reason count column of per_path (`tables.event_columns`),
+    events per path-year, one horizontal-bar panel per option strategy, each bar labelled with
+    the events per option sold (pooled over paths)."""
+    from .tables import event_columns, event_label
+
     opts = _option_strategies(strategies)
-    fig = Figure(figsize=(11.0, 4.0), dpi=DPI, layout="constrained")
-    ax1, ax2 = fig.subplots(1, 2)
+    events = event_columns(per_path)
+    n_panels = max(len(opts), 1)
+    fig = Figure(figsize=(2.0 + 4.4 * n_panels, 1.4 + 0.36 * max(len(events), 3)), dpi=DPI, layout="constrained")
+    axes = fig.subplots(1, n_panels, squeeze=False, sharey=True).ravel()
     if not opts:
-        for ax in (ax1, ax2):
-            ax.text(0.5, 0.5, "no option strategies", ha="center", va="center", transform=ax.transAxes)
+        axes[0].text(0.5, 0.5, "no option strategies", ha="center", va="center", transform=axes[0].transAxes)
+        axes[0].set_axis_off()
         return fig
-    sums = per_path[per_path["strategy"].isin(opts)].groupby("strategy", sort=False)[
-        ["assignments", "called_away", "rolls", "puts_sold", "spreads_sold", "calls_sold", "options_sold"]
-    ].sum().reindex(opts)
-    n = per_path[per_path["strategy"].isin(opts)].groupby("strategy", sort=False).size().reindex(opts)
-
-    def rate(a, b):
-        return np.where(b > 0, a / np.where(b > 0, b, 1.0), 0.0)
-
-    rates = {
-        "assigned per put sold": rate(sums["assignments"], sums["puts_sold"] + sums["spreads_sold"]),
-        "called away per call sold": rate(sums["called_away"], sums["calls_sold"]),
-        "rolls per option sold": rate(sums["rolls"], sums["options_sold"]),
-    }
-    per_year = {
-        "assignments / year": sums["assignments"] / n / years,
-        "called away / year": sums["called_away"] / n / years,
-        "rolls / year": sums["rolls"] / n / years,
-    }
-    x = np.arange(len(opts))
-    w = 0.8 / 3
-    for ax, data in ((ax1, rates), (ax2, per_year)):
-        for i, (label, v) in enumerate(data.items()):
-            ax.bar(x + (i - 1) * w, np.asarray(v, dtype=np.float64), width=w, label=label)
-        ax.set_xticks(x, opts)
-        ax.legend(fontsize=8)
-    ax1.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax1.set_title("Rates (all paths pooled)")
-    ax2.set_title("Events per path-year")
+    y = np.arange(len(events))
+    for ax, s in zip(axes, opts):
+        g = per_path[per_path["strategy"] == s]
+        n = max(len(g), 1)
+        sold = float(g["options_sold"].sum()) if "options_sold" in g.columns else 0.0
+        per_year = np.array([float(g[c].sum()) / n / years for c in events])
+        bars = ax.barh(y, per_year, color="tab:blue", label=f"{s}: events per path-year")
+        top = float(per_year.max()) if len(per_year) and per_year.max() > 0 else 1.0
+        for b, c, v in zip(bars, events, per_year):
+            share = float(g[c].sum()) / sold if sold > 0 else math.nan
+            txt = f"{v:.2f}/yr" + (f" ({share:.1%})" if math.isfinite(share) else "")
+            ax.text(b.get_width() + 0.02 * top, b.get_y() + b.get_height() / 2, txt, va="center", fontsize=7.5)
+        ax.set_yticks(y, [event_label(c, short=True) for c in events])
+        ax.set_xlim(0, top * 1.45)
+        ax.set_xlabel("events per path-year")
+        ax.set_title(f"{s}\n{sold / n / years:.1f} options sold per year", fontsize=9)
+    axes[0].invert_yaxis()
+    fig.suptitle("How positions ended: every exit reason, per path-year (share of options sold)", fontsize=10)
+    fig.supxlabel("closed = close_dte, max rolls reached or unable to roll; assigned early is also counted in "
+                  "assigned / called away", fontsize=7.5, color="0.35")
     return fig
 
 
 def final_equity_figure(per_path: pd.DataFrame, strategies: Sequence[str], initial_equity: float) -> Figure:
-    """Final equity distribution per strategy (step histograms; cash at its median)."""
+    """Final equity distribution per strategy (step histograms; cash at its median; the paths
+    beyond the central 99% counted at the edges)."""
     fig = Figure(figsize=(6.8, 4.2), dpi=DPI, layout="constrained")
     ax = fig.subplots()
     vals = {s: per_path.loc[per_path["strategy"] == s, "final_equity"].to_numpy(dtype=np.float64) for s in strategies}
     hist = [s for s in strategies if s != "cash"]
     bins = _bins([vals[s] for s in hist] or [vals.get("cash", np.zeros(1))], 80)
-    for s in hist:
-        ax.hist(np.clip(vals[s], bins[0], bins[-1]), bins=bins, histtype="step", lw=1.5,
-                label=f"{s} (median {np.median(vals[s]):,.0f})")
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, s in enumerate(hist):
+        _hist(ax, vals[s], bins, f"{s} (median {_median(vals[s]):,.0f})", colors[i % len(colors)], i,
+              histtype="step", lw=1.5)
     if "cash" in strategies:
-        c = float(np.median(vals["cash"]))
+        c = _median(vals["cash"])
         ax.axvline(c, color="k", ls="--", lw=1.0, label=f"cash (median {c:,.0f})")
     ax.axvline(initial_equity, color="0.6", lw=0.8, ls=":")
-    ax.set_xlabel("final equity ($, tails clipped at 0.5% / 99.5%)")
+    ax.set_xlabel("final equity ($, central 99%; counts beyond at the edges)")
     ax.set_ylabel("paths")
     ax.set_title("Final equity distribution")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center right")
+    return fig
+
+
+_REGIME_PANELS = (
+    ("cagr", "CAGR (mean, 95% CI)", True),
+    ("monthly_realised_pnl", "realised P&L $/month (mean, 95% CI)", False),
+    ("p_max_drawdown_above_20pct", "P(max drawdown > 20%)", True),
+)
+
+
+def _regime_value(block: dict, key: str) -> tuple[float, float]:
+    d = block.get(key) or {}
+    v = d.get("mean", d.get("p"))
+    se = d.get("se")
+    return (math.nan if v is None else float(v)), (math.nan if se is None else float(se))
+
+
+def per_regime_figure(summary: dict, strategies: Sequence[str]) -> Figure:
+    """What each strategy did in calm and stressed stretches: by dominant regime (top row) and by
+    tercile of the share of time in the stressed regime (bottom row), mean with 95% CI."""
+    names = [s for s in strategies if "per_regime" in summary["metrics"].get(s, {})]
+    if not names:
+        fig = Figure(figsize=(6.4, 1.6), dpi=DPI, layout="constrained")
+        ax = fig.subplots()
+        ax.text(0.5, 0.5, "one regime: no per-regime breakdown", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    first = summary["metrics"][names[0]]["per_regime"]
+    regimes = list(first["regimes"])
+    stressed = first.get("stressed_regime") or "stressed"
+    groups = [("dominant regime", regimes, lambda pr, g: pr["regimes"][g]),
+              (f"time in {stressed} (terciles of paths)", ["low", "mid", "high"],
+               lambda pr, g: pr["by_stressed_share"][g])]
+    fig = Figure(figsize=(15.0, 7.2), dpi=DPI, layout="constrained")
+    axes = fig.subplots(2, len(_REGIME_PANELS), squeeze=False)
+    width = 0.8 / len(names)
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    for r, (title, keys, pick) in enumerate(groups):
+        x = np.arange(len(keys))
+        for c, (metric, label, pct) in enumerate(_REGIME_PANELS):
+            ax = axes[r, c]
+            for i, s in enumerate(names):
+                pr = summary["metrics"][s]["per_regime"]
+                vals = [_regime_value(pick(pr, g), metric) for g in keys]
+                v = np.array([a for a, _ in vals])
+                e = np.array([Z95 * b for _, b in vals])
+                ax.bar(x + (i - (len(names) - 1) / 2) * width, v, width, yerr=np.nan_to_num(e),
+                       capsize=2, color=colors[i % len(colors)], label=s if (r, c) == (0, 0) else None)
+            tick = []
+            for g in keys:
+                b = pick(first, g)
+                share = b.get("share_of_paths")
+                tick.append(f"{g}\n{b.get('n_paths', 0):,} paths" + (f" ({share:.0%})" if share is not None else ""))
+            ax.set_xticks(x, tick, fontsize=8)
+            ax.axhline(0.0, color="0.4", lw=0.8)
+            if pct:
+                ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+            ax.set_title(f"{label}\nby {title}", fontsize=9)
+    fig.legend(loc="outside lower center", ncols=min(len(names), 6), fontsize=8)
+    fig.suptitle("Per regime: what each strategy did in calm and stressed stretches", fontsize=10)
+    return fig
+
+
+Z95 = 1.959963984540054
+
+
+def paired_figure(per_path: pd.DataFrame, strategies: Sequence[str], against: str = "buy_and_hold") -> Figure:
+    """Per strategy, the distribution over paths of its CAGR minus `against`'s on the same path
+    (percentage points): mean, its paired 95% CI (shaded), zero, and P(strategy ends above)."""
+    from .metrics import paired_comparison
+
+    others = [s for s in strategies if s != against]
+    rows, cols = _grid(max(len(others), 1))
+    fig = Figure(figsize=(4.8 * cols, 3.4 * rows), dpi=DPI, layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    if against not in set(per_path["strategy"].astype(str)) or not others:
+        axes[0].text(0.5, 0.5, f"no {against} to compare with", ha="center", va="center",
+                     transform=axes[0].transAxes)
+        axes[0].set_axis_off()
+        return fig
+    base = per_path[per_path["strategy"] == against].set_index("path")["cagr"].sort_index()
+    for ax, s in zip(axes, others):
+        a = per_path[per_path["strategy"] == s].set_index("path")["cagr"].sort_index()
+        d = 100.0 * (a.to_numpy(dtype=np.float64) - base.loc[a.index].to_numpy(dtype=np.float64))
+        pc = paired_comparison(per_path, s, against)
+        st = pc["cagr"]
+        bins = _bins([d], 50)
+        _hist(ax, d, bins, f"{s} - {against}", "tab:purple", 0, alpha=0.6)
+        m = st["mean_diff"]
+        lo, hi = st["ci95"]
+        if m is not None:
+            ax.axvline(100 * m, color="k", lw=1.4, label=f"mean {100 * m:+.2f} pp")
+        if lo is not None and hi is not None:
+            ax.axvspan(100 * lo, 100 * hi, color="k", alpha=0.2, label=f"95% CI [{100 * lo:+.2f}, {100 * hi:+.2f}]")
+        ax.axvline(0.0, color="0.4", lw=0.8, ls=":")
+        p = pc["p_a_final_greater"]["p"]
+        ax.set_title(f"{s} - {against}: P(ends above) {p:.0%}" if p is not None else s, fontsize=9)
+        ax.set_xlabel("CAGR difference on the same path (percentage points)")
+        ax.set_ylabel("paths")
+        ax.legend(fontsize=7.5, loc="center right")
+    for ax in axes[len(others):]:
+        ax.set_visible(False)
+    fig.suptitle(f"Paired difference against {against} (same paths)", fontsize=10)
     return fig
 
 
@@ -300,26 +482,56 @@ def sweep_heatmap_figure(df: pd.DataFrame, keys: Sequence[str], metric: str, str
     return fig
 
 
-def _save(fig: Figure, path: Path) -> None:
-    fig.savefig(path, dpi=DPI)
+FIGURE_KINDS = tuple(PLOT_FILES)
+
+
+def figure(result, kind: str, summary: dict | None = None) -> Figure:
+    """The figure `kind` (a key of PLOT_FILES) of `result`; `summary` (metrics.summarize) is
+    needed by "regimes" and computed when not given."""
+    run = result.scenario.run
+    names = list(getattr(result, "strategies", ()) or pd.unique(result.per_path["strategy"]))
+    n_steps = int(getattr(result, "n_steps", 0) or run.n_steps)
+    if kind == "income":
+        return income_hist_figure(result.monthly, names)
+    if kind == "fan":
+        return equity_fan_figure(result.monthly, names, run.initial_equity)
+    if kind == "drawdown":
+        return drawdown_cdf_figure(result.per_path, names)
+    if kind == "frequencies":
+        return frequencies_figure(result.per_path, names, n_steps / run.steps_per_year)
+    if kind == "final":
+        return final_equity_figure(result.per_path, names, run.initial_equity)
+    if kind == "regimes":
+        if summary is None:
+            from .metrics import summarize
+
+            summary = summarize(result)
+        return per_regime_figure(summary, names)
+    if kind == "paired":
+        return paired_figure(result.per_path, names)
+    from .errors import ScenarioError
+
+    raise ScenarioError(f"plot: {kind!r} is not allowed (must be one of {', '.join(FIGURE_KINDS)})")
+
+
+def figures(result, summary: dict | None = None) -> dict[str, Figure]:
+    """Every figure of PLOT_FILES, by kind."""
+    return {k: figure(result, k, summary) for k in FIGURE_KINDS}
+
+
+def png_bytes(fig: Figure) -> bytes:
+    import io as _io
+
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    return buf.getvalue()
 
 
 def write_plots(result, directory: str | Path, summary: dict | None = None) -> list[str]:
     """Write every plot of `PLOT_FILES` into `directory`; return the file names."""
     d = Path(directory)
-    run = result.scenario.run
-    names = list(getattr(result, "strategies", ()) or pd.unique(result.per_path["strategy"]))
-    n_steps = int(getattr(result, "n_steps", 0) or run.n_steps)
-    years = n_steps / run.steps_per_year
-    figs = {
-        "income": income_hist_figure(result.monthly, names),
-        "fan": equity_fan_figure(result.monthly, names, run.initial_equity),
-        "drawdown": drawdown_cdf_figure(result.per_path, names),
-        "frequencies": frequencies_figure(result.per_path, names, years),
-        "final": final_equity_figure(result.per_path, names, run.initial_equity),
-    }
     out = []
-    for key, fig in figs.items():
-        _save(fig, d / PLOT_FILES[key])
+    for key in FIGURE_KINDS:
+        (d / PLOT_FILES[key]).write_bytes(png_bytes(figure(result, key, summary)))
         out.append(PLOT_FILES[key])
     return out

@@ -42,6 +42,7 @@ __all__ = [
     "Sizing",
     "StrategyRules",
     "load_scenario",
+    "shipped_scenario",
     "parse_scenario",
     "apply_overrides",
     "calendar_days_to_steps",
@@ -380,7 +381,8 @@ def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
     Parameters
     ----------
     path : str or Path
-        The TOML file.
+        The TOML file, or the name of a shipped scenario (`"spy_wheel"`, see `mcsim scenarios`)
+        when no such file exists.
     overrides : iterable of str
         One assignment per item, e.g. ``["run.paths=5000", "underlyings.SPY.volatility=0.2"]``.
 
@@ -392,7 +394,10 @@ def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
     overrides = _override_list(overrides, "load_scenario")
     p = Path(path)
     if not p.is_file():
-        raise ScenarioError(f"scenario: {fmt_value(str(path))} is not allowed (must be an existing TOML file)")
+        p = shipped_scenario(path) or p
+    if not p.is_file():
+        raise ScenarioError(f"scenario: {fmt_value(str(path))} is not allowed (must be an existing TOML file "
+                            f"or the name of a shipped scenario: `mcsim scenarios` lists them)")
     try:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -405,6 +410,19 @@ def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
     _check_depth(raw, f"scenario: {fmt_value(str(path))}")
     raw = apply_overrides(raw, overrides)
     return parse_scenario(raw, source=str(p))
+
+
+def shipped_scenario(name: str | Path) -> Path | None:
+    """The scenario file shipped with mcsim (package data, `mcsim/scenarios`) named `name`, with
+    or without `.toml` (`"spy_wheel"`), or None; a name with a directory part is never looked up."""
+    text = str(name)
+    if not text or "/" in text or "\\" in text:
+        return None
+    d = Path(__file__).resolve().parent / "scenarios"
+    for cand in (d / text, d / f"{text}.toml"):
+        if cand.is_file():
+            return cand
+    return None
 
 
 def _override_list(overrides, who: str) -> list[str]:

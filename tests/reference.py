@@ -766,7 +766,10 @@ class PathRun:
         peak = -math.inf
         max_dd = 0.0
         run = longest = 0
-        for x in eq:
+        paid = 0.0
+        for t, x in enumerate(eq):
+            paid += self.withdrawn_t[t]
+            x = x + paid  # drawdowns on equity plus the withdrawals paid so far
             peak = max(peak, x)
             max_dd = min(max_dd, x / peak - 1.0)
             run = run + 1 if x < peak else 0
@@ -830,4 +833,5 @@ def run_reference(scenario, rules, spot, atm_iv, regime):
     """
     pr = PathRun(scenario, rules, spot, atm_iv, regime).run()
     monthly = pr.months()
-    return {"per_path": pr.per_path(monthly), "monthly": monthly, "log": pr.log, "equity": list(pr.equity_t)}
+    return {"per_path": pr.per_path(monthly), "monthly": monthly, "log": pr.log, "equity": list(pr.equity_t),
+            "withdrawn": list(pr.withdrawn_t)}

@@ -26,14 +26,14 @@ import pyarrow.parquet as pq
 import pytest
 
 import mcsim
-from mcsim import cli, io, plots
+from mcsim import cli, io, plots, tables
 from mcsim.scenario import load_scenario
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_metrics import INITIAL, monthly_frame, per_path_frame, synthetic_result  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-RUN_FILES = {"summary.json", "paths.parquet", "monthly.parquet", io.MARKER, *plots.PLOT_FILES.values()}
+RUN_FILES = {"summary.json", "paths.parquet", "monthly.parquet", "report.html", io.MARKER, *plots.PLOT_FILES.values()}
 
 TINY = """\
 # tiny: two regimes, a wheel and a spread ladder, a quarter of a year
@@ -157,7 +157,18 @@ def test_plots_are_pngs_with_expected_series(tmp_path):
     # fan: per option strategy a band and a median, beside buy-and-hold's band and median
     assert len(plots.series_labels(plots.equity_fan_figure(res.monthly, names, INITIAL))) == 4
     assert plots.series_labels(plots.drawdown_cdf_figure(res.per_path, names)) == names
-    assert len(plots.series_labels(plots.frequencies_figure(res.per_path, names, 0.5))) == 6
+    # trade frequencies: one panel per option strategy, a bar for every exit-reason column
+    f = plots.frequencies_figure(res.per_path, names, 0.5)
+    reasons = ["expired_worthless", "profit_takes", "stop_losses", "closes", "rolls", "assignments", "called_away",
+               "early_assignments"]
+    assert tables.event_columns(res.per_path) == reasons
+    assert [t.get_text() for t in f.axes[0].get_yticklabels()] == [tables.event_label(c, short=True) for c in reasons]
+    assert len(f.axes[0].patches) == len(reasons)
+    # a reason added later (an int64 per_path column) is picked up by name
+    more = res.per_path.assign(unable_to_roll=np.int64(1), max_rolls_closes=np.int64(2))
+    f = plots.frequencies_figure(more, names, 0.5)
+    labels = [t.get_text() for t in f.axes[0].get_yticklabels()]
+    assert labels[-1] == "unable to roll" and labels[labels.index("closed") + 1] == "- at max rolls"
     assert len(plots.series_labels(plots.final_equity_figure(res.per_path, names, INITIAL))) == 3
     df = pd.DataFrame({"k": [1, 1, 2, 2], "strategy": ["wheel", "spread"] * 2, "cagr_p50": [0.1, 0.2, 0.3, 0.4],
                        "p_ruin": [0.0, 0.01, 0.02, 0.03]})
@@ -233,7 +244,7 @@ def test_monthly_subset_above_limit(tmp_path):
 
 def test_run_writes_results_and_prints_table(tiny, tmp_path, fake_engine, capsys):
     out = tmp_path / "res"
-    assert cli.main(["run", str(tiny), "--paths", "40", "--seed", "9", "--out", str(out), "--quiet"]) == 0
+    assert cli.main(["run", str(tiny), "--paths", "40", "--seed", "9", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert {p.name for p in out.iterdir()} == RUN_FILES
     lines = text.splitlines()
@@ -244,7 +255,7 @@ def test_run_writes_results_and_prints_table(tiny, tmp_path, fake_engine, capsys
     assert "run.paths=40" in summ["provenance"]["overrides"]
     assert summ["provenance"]["scenario"]["run"]["paths"] == 40
     with pytest.raises(SystemExit) as e:
-        cli.main(["run", str(tiny), "--out", str(out), "--quiet"])
+        cli.main(["run", str(tiny), "--out", str(out)])
     assert e.value.code == 2
 
 
@@ -252,7 +263,7 @@ def test_compare_prefixes_clashing_names(tiny, tmp_path, fake_engine, capsys):
     b = tmp_path / "other.toml"
     b.write_text(TINY.replace("delta = 0.30\ndte = 21\n[strategies.call]", "delta = 0.20\ndte = 21\n[strategies.call]"))
     out = tmp_path / "cmp"
-    assert cli.main(["compare", str(tiny), str(b), "--paths", "30", "--out", str(out), "--quiet"]) == 0
+    assert cli.main(["compare", str(tiny), str(b), "--paths", "30", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     summ = json.loads((out / "summary.json").read_text())
     assert summ["strategies"] == ["tiny:wheel", "tiny:spread", "other:wheel", "other:spread", "buy_and_hold", "cash"]
@@ -265,7 +276,7 @@ def test_sweep_strategy_grid_runs_one_market(tiny, tmp_path, fake_engine, capsys
     out = tmp_path / "sw"
     assert cli.main(["sweep", str(tiny), "--grid", "strategies.wheel.put.delta=0.2,0.3",
                      "--grid", "strategies.wheel.sizing.position_fraction=0.5,1.0", "--paths", "30",
-                     "--out", str(out), "--quiet"]) == 0
+                     "--out", str(out)]) == 0
     assert len(calls) == 1  # every grid point on the same generated market
     assert [s.name for s in calls[0].strategies] == ["spread", "wheel@0", "wheel@1", "wheel@2", "wheel@3"]
     assert [s.put.delta for s in calls[0].strategies[1:]] == [0.2, 0.2, 0.3, 0.3]
@@ -280,7 +291,7 @@ def test_sweep_market_grid_regenerates_with_same_seed(tiny, tmp_path, fake_engin
     monkeypatch.setattr(mcsim, "simulate", lambda sc, **k: calls.append(k) or fake_simulate(sc, **k))
     out = tmp_path / "sw"
     assert cli.main(["sweep", str(tiny), "--grid", "underlyings.SPY.spot=90,110", "--metric", "p_ruin",
-                     "--paths", "30", "--out", str(out), "--quiet"]) == 0
+                     "--paths", "30", "--out", str(out)]) == 0
     assert len(calls) == 2 and calls[0]["seed"] == calls[1]["seed"] == 5
     assert len(pd.read_parquet(out / "sweep.parquet")) == 2 * 4
 
@@ -288,7 +299,7 @@ def test_sweep_market_grid_regenerates_with_same_seed(tiny, tmp_path, fake_engin
 def test_replay_picks_paths_and_writes_trades(tiny, tmp_path, fake_engine, capsys):
     out = tmp_path / "rp"
     assert cli.main(["replay", str(tiny), "--path", "worst", "--strategy", "wheel", "--paths", "30",
-                     "--out", str(out), "--quiet"]) == 0
+                     "--out", str(out)]) == 0
     res = fake_simulate(load_scenario(tiny, ["run.paths=30"]))
     w = res.per_path[res.per_path["strategy"] == "wheel"]
     worst = int(w.loc[w["final_equity"].idxmin(), "path"])
@@ -425,7 +436,7 @@ def test_sigint_mid_run_leaves_no_result(tiny, tmp_path):
 
 def test_run_end_to_end_and_recompute_from_parquet(tiny, tmp_path):
     out = tmp_path / "res"
-    p = _mcsim("run", tiny, "--out", out, "--quiet", cwd=tmp_path)
+    p = _mcsim("run", tiny, "--out", out, cwd=tmp_path)
     stdout, err = p.communicate(timeout=600)
     assert p.returncode == 0, err
     assert {f.name for f in out.iterdir()} == RUN_FILES
@@ -488,7 +499,7 @@ def test_run_end_to_end_and_recompute_from_parquet(tiny, tmp_path):
 def test_real_engine_sigint_mid_run_leaves_no_result(tiny, tmp_path):
     out = tmp_path / "results" / "big"
     p = _mcsim("run", tiny, "--paths", "60000", "--chunk-paths", "1024", "--set", "run.horizon_years=5",
-               "--out", out, "--quiet", cwd=tmp_path)
+               "--out", out, cwd=tmp_path)
 
     seen = []
 

@@ -399,11 +399,16 @@ def check_scenario(raw: dict, n_paths: int = 3, replay_paths: int = 0, market=No
     assert not failures, "reference and kernels differ:\n" + "\n".join(failures) + f"\nscenario: {raw!r}"
 
 
-def _peak_tie(equity) -> bool:
-    """Whether the equity path returns to its running peak within 1e-9 relative without exceeding
-    it: then "below the peak" (drawdown days) is decided by a rounding error."""
+def _peak_tie(equity, withdrawn=None) -> bool:
+    """Whether the drawdown series (equity plus the withdrawals paid so far) returns to its running
+    peak within 1e-9 relative without exceeding it: then "below the peak" (drawdown days) is
+    decided by a rounding error."""
     peak = -math.inf
-    for x in equity:
+    paid = 0.0
+    for t, x in enumerate(equity):
+        if withdrawn is not None:
+            paid += withdrawn[t]
+            x = x + paid
         if peak > 0 and x != peak and abs(x - peak) <= 1e-9 * peak:
             return True
         peak = max(peak, x)
@@ -422,7 +427,7 @@ def _float_dust(ref, row, money_abs, scenario, market, name, p, bad=()) -> str |
     """
     from mcsim.engine import replay_market
 
-    if bad and all(b.startswith("max_drawdown_days") for b in bad) and _peak_tie(ref["equity"]):
+    if bad and all(b.startswith("max_drawdown_days") for b in bad) and _peak_tie(ref["equity"], ref.get("withdrawn")):
         return "peak tie"
 
     logs = [ref["log"], replay_market(scenario, market, name, row=p).to_dict("records")]

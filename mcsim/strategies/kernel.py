@@ -231,24 +231,26 @@ def run_path(mk, rules, book, out):
                         entries(t, m, mk, rules, book, out)
             elif p.reinvest != 0 and t == 0:
                 buy_and_hold(t, mk, rules, book)
-        # step 6: mark, then the path statistics of daily equity
+        # step 6: mark, then the path statistics of daily equity; drawdowns on equity plus the
+        # withdrawals paid so far (money paid out to the owner is not a loss)
         eq = mark(t, mk, rules, book)
+        dd_eq = eq + o.withdrawn
         if t == 0:
-            peak = eq
-            trough = eq
+            peak = dd_eq
+            trough = dd_eq
             o.equity0 = eq
-        if eq > peak:
+        if dd_eq > peak:
             # a new peak closes the drawdown episode: its depth is trough / old peak - 1 (peak >
-            # 0, so this is the min of eq / peak - 1 over the episode, one division per episode)
+            # 0, so this is the min of dd_eq / peak - 1 over the episode, one division per episode)
             if trough < peak:
                 dd = trough / peak - 1.0
                 if dd < max_dd:
                     max_dd = dd
-            peak = eq
-            trough = eq
-        if eq < peak:
-            if eq < trough:
-                trough = eq
+            peak = dd_eq
+            trough = dd_eq
+        if dd_eq < peak:
+            if dd_eq < trough:
+                trough = dd_eq
             run += 1
             if run > max_run:
                 max_run = run
