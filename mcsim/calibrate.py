@@ -265,10 +265,12 @@ def weighted_moments(r: np.ndarray, w: np.ndarray, steps_per_year: int) -> dict:
 # stochastic vol and IV
 
 
-def _ols(y, x):
+def _ols(y, x, weights=None):
+    """(a, b), their covariance and the residuals of y = a + b x (WLS with `weights`)."""
     sm = _need("statsmodels.api")
-    res = sm.OLS(y, sm.add_constant(x)).fit()
-    return np.asarray(res.params), np.asarray(res.cov_params()), np.asarray(res.resid)
+    X = sm.add_constant(x)
+    res = (sm.OLS(y, X) if weights is None else sm.WLS(y, X, weights=weights)).fit()
+    return np.asarray(res.params), np.asarray(res.cov_params()), np.asarray(y - X @ res.params)
 
 
 def fit_heston(r: np.ndarray, iv: np.ndarray | None, steps_per_year: int) -> dict:
@@ -283,20 +285,19 @@ def fit_heston(r: np.ndarray, iv: np.ndarray | None, steps_per_year: int) -> dic
         y = np.asarray(iv, dtype=np.float64) ** 2
         ok = np.isfinite(y[:-1]) & np.isfinite(y[1:])
         x0, x1, ret = y[:-1][ok], y[1:][ok], r[ok]
-        (a, b), cov, e = _ols(x1, x0)
+        # the innovation variance is proportional to v (CIR): weighted least squares, weights 1 / y
+        (a, b), cov, e = _ols(x1, x0, weights=1.0 / np.maximum(x0, 1e-10))
         b = min(max(b, 1e-6), 1.0 - 1e-9)
         kappa = -math.log(b) / dt
         se_k = math.sqrt(cov[1, 1]) / (b * dt)
         bb = -math.expm1(-kappa * IV_TAU) / (kappa * IV_TAU)
-        theta_y = a / (1.0 - b)
-        v = np.maximum(theta_y + (x0 - theta_y) / bb, 1e-8)
         n = e.shape[0]
-        # e = B xi sqrt(v dt) eps: xi^2 = E[e^2 / v] / (B^2 dt)
-        q = e**2 / v
-        xi = math.sqrt(q.mean() / (bb * bb * dt))
+        # e = B xi sqrt(v dt) eps and E[v] = E[y]: xi^2 = E[e^2] / (B^2 dt E[y])
+        q = e**2
+        xi = math.sqrt(q.mean() / (bb * bb * dt * x0.mean()))
         se_xi = xi * 0.5 * (q.std() / math.sqrt(n)) / q.mean()
-        rho = float(np.corrcoef(ret - ret.mean(), e)[0, 1])
-        method = "AR(1) of daily IV^2 (OLS)"
+        rho = float(np.corrcoef(ret - ret.mean(), e / np.sqrt(np.maximum(x0, 1e-10)))[0, 1])
+        method = "AR(1) of daily IV^2 (weighted least squares, weights 1 / IV^2)"
         n_obs = n
     else:
         w = RV_WINDOW
@@ -320,7 +321,10 @@ def fit_heston(r: np.ndarray, iv: np.ndarray | None, steps_per_year: int) -> dic
         xi = math.sqrt(2.0 * kappa * var_v / theta)
         se_xi = xi * math.sqrt(2.0 / m)
         mret = blocks.sum(axis=1)
-        rho = float(np.corrcoef(mret[1:], np.diff(rv))[0, 1])
+        d_rv = np.diff(rv)
+        var_d = max(float(np.var(d_rv)) - 2.0 * noise, 0.05 * float(np.var(d_rv)))  # noise of two months
+        rho = float(np.cov(mret[1:], d_rv)[0, 1] / math.sqrt(float(np.var(mret[1:], ddof=1)) * var_d))
+        rho = min(max(rho, -1.0), 1.0)
         method = "AR(1) of monthly realised variance, measurement noise removed (approximate se)"
         n_obs = m
     return {"mean_reversion": _est(kappa, se_k), "vol_of_vol": _est(xi, se_xi),
