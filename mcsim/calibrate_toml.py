@@ -72,13 +72,13 @@ def _corr(c: np.ndarray) -> np.ndarray:
     return c
 
 
-def scenario_text(cal: Calibration, *, source: str, command: str, version: str) -> str:
-    """The scenario file of `cal` (see the module docstring)."""
+def scenario_text(cal: Calibration, *, source: str, command: str, version: str, preamble: str = "") -> str:
+    """The scenario file of `cal` (see the module docstring); `preamble`: a first comment line."""
     h = cal.history
     k = cal.regimes
     names = regime_names(k)
     n_ret = h.n_rows - 1
-    L = [
+    L = ([preamble] if preamble else []) + [
         f"{OWNER_MARK} (mcsim {version}); regenerate rather than edit the estimates by hand",
         f"# command: {command}",
         f"# sample: {source}, columns {', '.join(h.underlyings)}, {h.dates[0]} to {h.dates[-1]}, "

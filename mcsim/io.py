@@ -428,6 +428,9 @@ def write_results(result, out_dir: str | Path, *, force: bool = False, summary: 
 # single text files (mcsim calibrate's scenario files)
 
 
+_OWNER_LINES = 3   # the owner mark sits on one of a written file's first lines
+
+
 def check_text_target(target: str | Path, force: bool, owner_mark: str, flag: str = "--out") -> Path:
     """Raise `OutputExistsError` unless `write_text_file` may write `target`."""
     t = Path(target)
@@ -441,12 +444,12 @@ def check_text_target(target: str | Path, force: bool, owner_mark: str, flag: st
                                     "--force replaces only a file mcsim wrote)")
         try:
             with open(t, encoding="utf-8") as f:
-                first = f.readline()
+                head = [f.readline() for _ in range(_OWNER_LINES)]
         except (OSError, UnicodeDecodeError):
-            first = ""
-        if not first.startswith(owner_mark):
-            raise OutputExistsError(f'{flag}: "{t}" is not allowed with --force (mcsim did not write it: its '
-                                    f'first line does not start with "{owner_mark}")')
+            head = []
+        if not any(line.startswith(owner_mark) for line in head):
+            raise OutputExistsError(f'{flag}: "{t}" is not allowed with --force (mcsim did not write it: none of '
+                                    f'its first {_OWNER_LINES} lines starts with "{owner_mark}")')
     return t
 
 
@@ -456,8 +459,9 @@ def write_text_file(target: str | Path, text: str, *, force: bool = False, owner
 
     The text goes to a temporary file beside `target` and is linked into place (creation fails
     if `target` appeared meanwhile). An existing `target` is replaced only with `force`, and only
-    when it is a regular file (not a symlink) whose first line starts with `owner_mark` (the
-    first line mcsim wrote into it); anything else is refused with one line (`OutputExistsError`).
+    when it is a regular file (not a symlink) with a line starting with `owner_mark` among its
+    first 3 (the mark mcsim wrote into it); anything else is refused with one line
+    (`OutputExistsError`).
     """
     t = check_text_target(target, force, owner_mark, flag)
     exists = t.exists() or t.is_symlink()
