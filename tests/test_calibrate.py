@@ -178,3 +178,16 @@ def test_cli_calibrate_writes_runnable_file(tmp_path):
     assert not (tmp_path / "z.toml").exists()
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
     warnings.resetwarnings()
+
+
+def test_shipped_calibrated_scenario_states_its_sample():
+    from pathlib import Path
+
+    p = Path(__file__).resolve().parent.parent / "scenarios" / "spy_like_calibrated.toml"
+    text = p.read_text()
+    assert "arch.data.sp500" in text and "arch.data.vix" in text
+    assert "1999-01-04 to 2018-12-31" in text and text.count("# se ") >= 4
+    sc = mcsim.load_scenario(p)
+    vols = sc.underlyings[0].volatility
+    assert sc.regimes.count == 2 and vols[0] < 0.15 < 0.2 < vols[1]
+    assert (Path(__file__).resolve().parent.parent / "scenarios" / "make_spy_like_calibrated.py").is_file()
