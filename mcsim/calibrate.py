@@ -27,6 +27,17 @@ errors from the estimator, stated beside each number in the written file):
 * IV premium (with an IV column): per regime, the weighted mean of IV_t minus the realised vol of
   the 21 returns after t; se with n / 21 effective observations (overlapping windows).
 
+Measured recovery (tests/test_calibrate.py, one 40-year daily path simulated by mcsim per model;
+estimate, se, z = (estimate - truth) / se): GBM vol 0.2196 (se 0.0016, truth 0.22, z -0.2);
+Merton diffusion vol 0.1512 (0.0012, 0.15, +1.1), intensity 4.83 (0.50, 5/year, -0.3), jump mean
+-0.054 (0.0046, -0.05, -0.9), jump std 0.0368 (0.0025, 0.04, -1.3); two regimes: vols 0.0998
+(0.0008, 0.10, -0.2) and 0.3009 (0.0052, 0.30, +0.2), mean durations 155 (23, 120 days, +1.5)
+and 34.3 (5.2, 30, +0.8); Heston from IV: kappa 4.08 (0.51, 4, +0.2), vol of vol 0.500 (0.005,
+0.5), spot-vol correlation -0.671 (truth -0.7: the se (1 - rho^2) / sqrt(n) = 0.005 counts
+sampling only, the 0.03 gap is the daily discretisation and the IV proxy of the variance);
+Heston from returns only: kappa 2.4 (0.6), vol of vol 0.35, correlation -0.49: rough, biased
+toward zero, use an IV column when you have one.
+
 statsmodels and scipy are the optional extra `mcsim[calibrate]`; hand-written EM was not used
 because statsmodels' MarkovRegression is maintained, gives Hessian standard errors and fits
 10,000 days in about 2 s here.
