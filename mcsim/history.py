@@ -79,6 +79,7 @@ def _show(v) -> str:
         if v.strip() == "":
             return "an empty cell"
         text = v if len(v) <= 40 else v[:37] + "..."
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)   # one line
         return '"' + text.replace('"', '\\"') + '"'
     return repr(v)
 
