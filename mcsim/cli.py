@@ -32,7 +32,7 @@ EXIT_BAD_INPUT = 2
 EXIT_ENVIRONMENT = 1
 EXIT_INTERRUPTED = 130
 from .kinds import BASELINE_NAMES as BASELINES  # noqa: E402  (the one registry)
-MARKET_FIELDS = ("run", "regimes", "underlyings", "correlation", "shocks")
+MARKET_FIELDS = ("run", "regimes", "underlyings", "correlation", "shocks", "market")
 SWEEP_METRICS = (
     "cagr_p50", "cagr_mean", "cagr_p5", "total_return_p50", "final_equity_p50", "max_dd_p50", "max_dd_p95",
     "p_dd_above_20pct", "p_ruin", "var_95", "cvar_95", "income_p50", "income_p5", "premium_p50",
@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     y = sub.add_parser("replay", help="trade log of one path")
     y.add_argument("scenario")
-    y.add_argument("--path", required=True, type=_path_choice, help="path index, or worst|median|best")
+    y.add_argument("--path", type=_path_choice,
+                   help="path index, or worst|median|best (required unless market.source = \"history\")")
     y.add_argument("--strategy", required=True)
     _add_run_options(y)
     y.set_defaults(func=cmd_replay)
@@ -141,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("scenario")
     v.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     v.set_defaults(func=cmd_validate)
+
+    _add_calibrate_parser(sub)
 
     ls = sub.add_parser("scenarios", help="list the shipped scenarios")
     ls.set_defaults(func=cmd_scenarios)
@@ -314,7 +317,7 @@ def cmd_run(args) -> int:
 def _market_view(sc) -> dict:
     run = dataclasses.replace(sc.run, paths=0, seed=0, chunk_paths=1)
     return {"run": run, "regimes": sc.regimes, "underlyings": sc.underlyings,
-            "correlation": (sc.correlation, sc.common_jumps), "shocks": sc.shocks}
+            "correlation": (sc.correlation, sc.common_jumps), "shocks": sc.shocks, "market": sc.market}
 
 
 def _check_shared_market(scenarios: list, names: list[str]) -> None:
@@ -620,6 +623,10 @@ def cmd_replay(args) -> int:
     allowed = [s.name for s in scenario.strategies] + list(BASELINES)
     if args.strategy not in allowed:
         _fail(f'mcsim replay: error: --strategy: "{args.strategy}" is not allowed (must be one of {", ".join(allowed)})')
+    if scenario.market.source == "history":
+        return _replay_history(args, scenario)
+    if args.path is None:
+        _fail("mcsim replay: error: the following arguments are required: --path")
     n = scenario.run.paths
     if isinstance(args.path, int) and args.path >= n:
         _fail(f"mcsim replay: error: --path: {args.path} is not allowed (must be a path index in 0..{n - 1}, "
@@ -681,6 +688,109 @@ def cmd_scenarios(args) -> int:
             title = f"(unreadable: {' '.join(str(exc).split())})"
         print(printable(f"{name.ljust(width)}  {title}"))
     print(f"({', '.join(str(d) for d in dirs)})")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# price histories: calibrate, and replay of a backtest (issue 14)
+
+
+def _add_calibrate_parser(sub) -> None:
+    c = sub.add_parser("calibrate", help="estimate a scenario's market from a price file")
+    c.add_argument("prices", help="CSV or Parquet file: a date column and one column of daily closes per underlying")
+    c.add_argument("--underlyings", help="comma-separated price columns (default: every column but date and *_iv)")
+    c.add_argument("--regimes", type=_int_at_least(1, "regimes"), default=1, help="Markov regimes (default 1)")
+    c.add_argument("--regime-from", dest="regime_from", help="the series the regimes are fitted on (default: the first underlying)")
+    c.add_argument("--model", default="merton", help="gbm, merton (default) or heston")
+    c.add_argument("--iv", dest="iv_file", help="a second file with implied-vol columns (e.g. VIX)")
+    c.add_argument("--iv-columns", dest="iv_columns", help="UNDERLYING=COLUMN,... (default <underlying>_iv)")
+    c.add_argument("--start", help="first date used (YYYY-MM-DD)")
+    c.add_argument("--end", help="last date used (YYYY-MM-DD)")
+    c.add_argument("--steps-per-year", dest="steps_per_year", type=_int_at_least(1, "steps-per-year"), default=252)
+    c.add_argument("--out", required=True, help="the scenario file to write (.toml)")
+    c.add_argument("--force", action="store_true", help="replace a file that mcsim calibrate wrote")
+    c.set_defaults(func=cmd_calibrate)
+
+
+def _iv_columns(text: str | None) -> dict:
+    out = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        k, sep, v = part.partition("=")
+        if not sep or not k.strip() or not v.strip():
+            _fail(f'mcsim calibrate: error: --iv-columns: "{text}" is not allowed (must be UNDERLYING=COLUMN,...)')
+        out[k.strip()] = v.strip()
+    return out
+
+
+def cmd_calibrate(args) -> int:
+    import numpy as np
+
+    from . import __version__, io
+    from .calibrate import MODELS, calibrate
+    from .calibrate_toml import OWNER_MARK, scenario_text
+    from .history import MIN_ROWS, load_history
+
+    if args.model not in MODELS:
+        _fail(f'mcsim calibrate: error: --model: "{args.model}" is not allowed (must be one of {", ".join(MODELS)})')
+    names = [x.strip() for x in args.underlyings.split(",")] if args.underlyings else None
+    if names is not None and (not all(names) or len(set(names)) != len(names)):
+        _fail(f'mcsim calibrate: error: --underlyings: "{args.underlyings}" is not allowed (must be distinct '
+              "comma-separated column names)")
+    out = Path(args.out)
+    if out.suffix.lower() != ".toml":
+        _fail(f'mcsim calibrate: error: --out: "{out}" is not allowed (must be a .toml file)')
+    dates = []
+    for flag, v in (("--start", args.start), ("--end", args.end)):
+        try:
+            dates.append(None if v is None else np.datetime64(v, "D"))
+        except ValueError:
+            _fail(f'mcsim calibrate: error: {flag}: "{v}" is not allowed (must be a date YYYY-MM-DD)')
+    h = load_history(args.prices, names, iv_path=args.iv_file, iv_columns=_iv_columns(args.iv_columns))
+    if dates[0] is not None or dates[1] is not None:
+        h = h.between(None if dates[0] is None else str(dates[0]), None if dates[1] is None else str(dates[1]))
+        if h.n_rows < MIN_ROWS:
+            _fail(f'mcsim calibrate: error: --start/--end: leave {h.n_rows} rows of "{args.prices}" (must leave at '
+                  f"least {MIN_ROWS})")
+    if args.regime_from is not None and args.regime_from not in h.underlyings:
+        _fail(f'mcsim calibrate: error: --regime-from: "{args.regime_from}" is not allowed (must be one of '
+              f'{", ".join(h.underlyings)})')
+    io.check_text_target(out, args.force, OWNER_MARK)   # before the fit: refuse early
+    cal = calibrate(h, regimes=args.regimes, regime_from=args.regime_from, model=args.model,
+                    steps_per_year=args.steps_per_year)
+    command = "mcsim calibrate " + " ".join(sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "calibrate"
+                                            else [args.prices])
+    text = scenario_text(cal, source=Path(args.prices).name, command=printable(command), version=__version__)
+    io.write_text_file(out, text, force=args.force, owner_mark=OWNER_MARK)
+    print(printable(f"calibrated {', '.join(h.underlyings)} on {h.dates[0]} to {h.dates[-1]} ({h.n_rows} rows), "
+                    f"model {args.model}, {args.regimes} regime(s)"))
+    for line in text.splitlines():
+        if " # se " in line and not line.startswith("#"):
+            print("  " + printable(line))
+    print(printable(f"wrote {out}"))
+    return 0
+
+
+def _replay_history(args, scenario) -> int:
+    """`mcsim replay` of a backtest: the one historical path, its trade log with dates."""
+    import pandas as pd
+
+    from . import io
+    from .backtest import replay_history
+
+    if args.path not in (None, 0):
+        _fail(f"mcsim replay: error: --path: {args.path} is not allowed (must be 0 or absent: "
+              'market.source = "history" is one path)')
+    out = Path(args.out) if args.out else _default_out(args.scenario, f"-replay-{args.strategy}-history")
+    io.check_target(out, args.force)
+    with io.staged_dir(out, force=args.force) as tmp:
+        log = replay_history(scenario, args.strategy)
+        log.to_csv(tmp / "trades.csv", index=False)
+    print(printable(f"{args.strategy}, the history {log['date'].iloc[0]} to {log['date'].iloc[-1]}"))
+    with pd.option_context("display.width", 250, "display.max_rows", None, "display.max_columns", None):
+        print(log.to_string(index=False))
+    print(printable(f"wrote {out / 'trades.csv'}"))
     return 0
 
 

@@ -18,7 +18,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .market import BLOCK, MarketPaths, generate_market, market_params, resolve_threads
+from .market import BLOCK, MarketPaths, resolve_threads
+from .market.source import chunk_generator
 from .memory import check_market_run, check_replay, check_run
 from .scenario import Scenario
 from .validation import check_instance_arg, check_int_arg
@@ -302,13 +303,18 @@ def simulate(scenario: Scenario, n_paths: int | None = None, seed: int | None = 
     check_int_arg("simulate", "threads", threads, lo=1, optional=True)
     if progress is not None and not callable(progress):
         raise TypeError(f"simulate: progress must be callable (got {type(progress).__name__})")
+    if scenario.market.source == "history":
+        # a backtest: one path, the price history itself (mcsim/backtest.py)
+        from .backtest import simulate_history
+
+        return simulate_history(scenario, threads=threads)
     n_paths = run.paths if n_paths is None else n_paths
     seed = run.seed if seed is None else seed
     chunk = run.chunk_paths if chunk is None else chunk
     check_run(scenario, n_paths, chunk)
     t0 = time.perf_counter()
     plan = _Plan(scenario, n_paths, run.n_steps, threads)
-    params = market_params(scenario)
+    make_market = chunk_generator(scenario)  # the model, or a bootstrap of a price history
     n_u = scenario.n_underlyings
     rows = min(chunk, n_paths)
     buf = (np.empty((rows, run.n_steps + 1, n_u)), np.empty((rows, run.n_steps + 1, n_u)),
@@ -317,7 +323,7 @@ def simulate(scenario: Scenario, n_paths: int | None = None, seed: int | None = 
     try:
         for first in range(0, n_paths, chunk):
             take = min(chunk, n_paths - first)
-            spot, iv, reg = generate_market(params, seed, first, take, out=buf, threads=plan.threads)
+            spot, iv, reg = make_market(seed, first, take, out=buf, threads=plan.threads)
             plan.run_chunk(first, spot, iv, reg, pool)
             if progress is not None:
                 progress(first + take, n_paths)
@@ -404,9 +410,14 @@ def replay(scenario: Scenario, path: int, strategy: str, seed: int | None = None
     check_instance_arg("replay", "strategy", strategy, str, "a strategy name (str)")
     seed = check_int_arg("replay", "seed", seed, lo=0, hi=2**63 - 1, optional=True)
     seed = scenario.run.seed if seed is None else seed
-    params = market_params(scenario)
-    spot, iv, reg = generate_market(params, seed, path, 1)
-    market = MarketPaths(spot, iv, reg, params.underlyings, params.steps_per_year, int(path))
+    if scenario.market.source == "history":
+        from .backtest import replay_history
+
+        if path != 0:
+            raise ValueError(f"replay: path = {path} is not allowed (must be 0: market.source = \"history\" is one path)")
+        return replay_history(scenario, strategy)
+    spot, iv, reg = chunk_generator(scenario)(seed, path, 1)
+    market = MarketPaths(spot, iv, reg, scenario.underlying_names, scenario.run.steps_per_year, int(path))
     return replay_market(scenario, market, strategy)
 
 

@@ -52,6 +52,8 @@ __all__ = [
     "write_results",
     "write_json",
     "replace_result_file",
+    "write_text_file",
+    "check_text_target",
 ]
 
 MONTHLY_SUBSET_PATHS = 100_000
@@ -468,3 +470,75 @@ def write_results(result, out_dir: str | Path, *, force: bool = False, summary: 
         write_result_files(result, tmp, summary=summary, overrides=overrides, plots=plots, extra=extra,
                            report=report)
     return Path(out_dir)
+
+
+# --------------------------------------------------------------------------------------------
+# single text files (mcsim calibrate's scenario files)
+
+
+_OWNER_LINES = 3   # the owner mark sits on one of a written file's first lines
+
+
+def check_text_target(target: str | Path, force: bool, owner_mark: str, flag: str = "--out") -> Path:
+    """Raise `OutputExistsError` unless `write_text_file` may write `target`."""
+    t = Path(target)
+    exists = t.exists() or t.is_symlink()
+    if exists:
+        if not force:
+            raise OutputExistsError(f'{flag}: "{t}" is not allowed (it already exists; choose another file '
+                                    "or pass --force to replace it)")
+        if t.is_symlink() or not t.is_file():
+            raise OutputExistsError(f'{flag}: "{t}" is not allowed with --force (it is not a regular file; '
+                                    "--force replaces only a file mcsim wrote)")
+        try:
+            with open(t, encoding="utf-8") as f:
+                head = [f.readline() for _ in range(_OWNER_LINES)]
+        except (OSError, UnicodeDecodeError):
+            head = []
+        if not any(line.startswith(owner_mark) for line in head):
+            raise OutputExistsError(f'{flag}: "{t}" is not allowed with --force (mcsim did not write it: none of '
+                                    f'its first {_OWNER_LINES} lines starts with "{owner_mark}")')
+    return t
+
+
+def write_text_file(target: str | Path, text: str, *, force: bool = False, owner_mark: str,
+                    flag: str = "--out") -> Path:
+    """Write `text` to `target` atomically, never clobbering what mcsim did not write.
+
+    The text goes to a temporary file beside `target` and is linked into place (creation fails
+    if `target` appeared meanwhile). An existing `target` is replaced only with `force`, and only
+    when it is a regular file (not a symlink) with a line starting with `owner_mark` among its
+    first 3 (the mark mcsim wrote into it); anything else is refused with one line
+    (`OutputExistsError`).
+    """
+    t = check_text_target(target, force, owner_mark, flag)
+    exists = t.exists() or t.is_symlink()
+    parent = t.parent if str(t.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputWriteError(f'cannot write "{t}" (its directory does not exist)')
+    tmp = None
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{t.name}.tmp-", dir=parent)
+        tmp = Path(name)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        if exists:
+            os.replace(tmp, t)
+        else:
+            os.link(tmp, t)     # fails if the target appeared meanwhile: never clobbered
+            tmp.unlink()
+        tmp = None
+    except FileExistsError:
+        raise OutputExistsError(f'{flag}: "{t}" is not allowed (it appeared while writing; choose another file)') from None
+    except OSError as exc:
+        raise _write_error(t, exc) from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    return t

@@ -20,9 +20,12 @@ from typing import Any
 import numpy as np
 
 from .errors import ScenarioError
+from .market.source import (
+    MarketSource, check_market_source, history_defaults, load_market_history, parse_market,
+)
 from .memory import MAX_PATHS
 from .validation import (
-    Table, bad_value, check_correlation, check_matrix, check_stochastic, fmt_value, is_irreducible,
+    REQUIRED, Table, bad_value, check_correlation, check_matrix, check_stochastic, fmt_value, is_irreducible,
     stationary_distribution,
 )
 
@@ -61,7 +64,7 @@ EXERCISE_CHOICES = ("american", "european")
 ROLL_STRIKE_CHOICES = ("credit", "rule")
 CONTRACTS_CHOICES = ("integer", "fractional")
 _ARRAY_TABLES = ("underlyings", "strategies", "shocks")
-TOP_KEYS = ("title", "run", "regimes", "underlyings", "shocks", "correlation", "costs", "strategies")
+TOP_KEYS = ("title", "run", "regimes", "market", "underlyings", "shocks", "correlation", "costs", "strategies")
 _COMMON_STRATEGY_KEYS = ("name", "kind", "underlyings", "entry_every_days")
 _OPTION_STRATEGY_KEYS = ("manage", "high_iv", "sizing")
 STRATEGY_KEYS = {  # the keys a [[strategies]] entry may hold, by kind (from the registry)
@@ -324,6 +327,7 @@ class Scenario:
     costs: Costs
     strategies: tuple[StrategyRules, ...]
     common_jumps: bool = False  # correlation.common_jumps: jumps on the same steps everywhere
+    market: MarketSource = field(default_factory=MarketSource)  # [market]: model, bootstrap, history
     resolved: dict = field(compare=False, repr=False, hash=False, default_factory=dict)
     source: str = field(compare=False, default="")
 
@@ -560,19 +564,22 @@ def parse_scenario(raw: dict, source: str = "", max_strategies: int | None = MAX
     run = _parse_run(Table(top.raw("run", {}), "run"))
     regimes = _parse_regimes(top.raw("regimes", None))
     n_reg = regimes.count
+    market = parse_market(top.raw("market", None), source)
 
     ulist = top.raw("underlyings")
     if not isinstance(ulist, list) or not ulist:
         raise bad_value("underlyings", ulist, "a non-empty array of tables ([[underlyings]])")
+    defaults = _market_defaults(market, ulist, run)
     underlyings: list[Underlying] = []
     for i, u in enumerate(ulist):
-        und = _parse_underlying(u, i, n_reg, [x.name for x in underlyings])
+        und = _parse_underlying(u, i, n_reg, [x.name for x in underlyings], defaults)
         underlyings.append(und)
     names = tuple(u.name for u in underlyings)
     n_u = len(underlyings)
 
     shocks = tuple(_parse_shock(s, i, names, run.n_steps) for i, s in enumerate(_array(top, "shocks")))
     correlation, common_jumps = _parse_correlation(top.raw("correlation", None), n_u, n_reg, underlyings)
+    check_market_source(market, run, shocks)
     costs = _parse_costs(Table(top.raw("costs", {}), "costs"))
     strategies: list[StrategyRules] = []
     entries = _array(top, "strategies")
@@ -591,6 +598,7 @@ def parse_scenario(raw: dict, source: str = "", max_strategies: int | None = MAX
         costs=costs,
         strategies=tuple(strategies),
         common_jumps=common_jumps,
+        market=market,
         resolved=copy.deepcopy(raw),
         source=source,
     )
@@ -675,7 +683,18 @@ def _parse_regimes(raw) -> Regimes:
     return Regimes(names=tuple(names), transition=tr, initial_probs=init, initial=initial)
 
 
-def _parse_underlying(raw, i, n_reg, seen) -> Underlying:
+def _market_defaults(market: MarketSource, ulist: list, run: RunConfig) -> dict:
+    """With a price file: validate it (one line naming file, row, column) and return the
+    `spot` / `volatility` defaults it gives each underlying (see mcsim.market.source)."""
+    if not market.uses_history:
+        return {}
+    names = [u.get("name") for u in ulist if isinstance(u, dict) and is_valid_name(u.get("name"))]
+    if len(names) != len(ulist) or len(set(names)) != len(names):
+        return {}  # _parse_underlying reports the bad name
+    return history_defaults(load_market_history(market, names), run.steps_per_year)
+
+
+def _parse_underlying(raw, i, n_reg, seen, defaults=None) -> Underlying:
     name = raw.get("name") if isinstance(raw, dict) else None
     if not is_valid_name(name):
         raise bad_value(f"underlyings.{i}.name", name, NAME_RULE)
@@ -684,7 +703,8 @@ def _parse_underlying(raw, i, n_reg, seen) -> Underlying:
     t = Table(raw, f"underlyings.{name}")
     t.expect(_keys(Underlying))
     t.has("name")
-    spot = t.number("spot", lo=0.0, lo_open=True)
+    given = (defaults or {}).get(name, {})
+    spot = t.number("spot", given.get("spot", REQUIRED), lo=0.0, lo_open=True)
     div = t.number("dividend_yield", 0.0, lo=0.0, hi=1.0, hi_open=True)
     mu = t.per_regime("expected_return", n_reg, 0.07, lo=-5.0, hi=5.0)
     sv = None
@@ -695,7 +715,7 @@ def _parse_underlying(raw, i, n_reg, seen) -> Underlying:
         sv = _parse_stochastic_vol(t.raw("stochastic_vol"), f"underlyings.{name}.stochastic_vol", n_reg)
         vol = sv.long_run_vol
     else:
-        vol = t.per_regime("volatility", n_reg, lo=0.0, hi=5.0, lo_open=True)
+        vol = t.per_regime("volatility", n_reg, given.get("volatility", REQUIRED), lo=0.0, hi=5.0, lo_open=True)
     lam = t.per_regime("jump_intensity", n_reg, 0.0, lo=0.0, hi=252.0)
     jm = t.per_regime("jump_mean", n_reg, 0.0, lo=-5.0, hi=5.0)
     js = t.per_regime("jump_std", n_reg, 0.0, lo=0.0, hi=5.0)

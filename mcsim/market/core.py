@@ -454,7 +454,23 @@ def simulate_market(scenario, n_paths: int, seed: int, first_path: int = 0,
     seed = check_int_arg("simulate_market", "seed", seed, lo=0, hi=2**63 - 1)
     first_path = check_int_arg("simulate_market", "first_path", first_path, lo=0)
     check_int_arg("simulate_market", "threads", threads, lo=1, optional=True)
+    if scenario.market.uses_history:
+        return _history_market(scenario, n_paths, seed, first_path, threads)
     params = market_params(scenario)
     var = np.empty((n_paths, params.n_steps + 1, len(params.underlyings))) if params.any_sv else None
     spot, iv, reg = generate_market(params, seed, first_path, n_paths, threads=threads, variance=var)
     return MarketPaths(spot, iv, reg, params.underlyings, params.steps_per_year, int(first_path), var)
+
+
+def _history_market(scenario, n_paths, seed, first_path, threads) -> MarketPaths:
+    """`simulate_market` for a price-file market: bootstrap paths, or the one historical path."""
+    if scenario.market.source == "history":
+        from ..backtest import history_market
+
+        if first_path != 0 or n_paths != 1:
+            raise ValueError('simulate_market: market.source = "history" is one path (n_paths=1, first_path=0)')
+        return history_market(scenario)[0]
+    from .source import chunk_generator
+
+    spot, iv, reg = chunk_generator(scenario)(seed, first_path, n_paths, threads=threads)
+    return MarketPaths(spot, iv, reg, scenario.underlying_names, scenario.run.steps_per_year, int(first_path))

@@ -11,6 +11,9 @@ Design (part of every result's provenance, see `stream_info()`):
   depend only on (seed, path number): any chunking, any `first_path`, any thread count gives the
   same bits. Producing path p costs simulating the paths before it in its block, so chunks that
   start on a multiple of BLOCK waste nothing.
+* The stationary block bootstrap of a price history (mcsim.market.bootstrap) draws from its own
+  generator per block, `bootstrap_generator(seed, b)` = PCG64(SeedSequence([seed, b, 2])),
+  consumed path by path in the order documented there.
 * Stochastic variance (mcsim.market.heston) draws its variance shocks from a second generator
   per block, `variance_generator(seed, b)` = PCG64(SeedSequence([seed, b, 1])), consumed in the
   same path-then-step order; the first stream is then consumed exactly as without it, so
@@ -28,6 +31,7 @@ __all__ = [
     "STREAM_VERSION",
     "block_generator",
     "variance_generator",
+    "bootstrap_generator",
     "covering_blocks",
     "stream_info",
 ]
@@ -36,6 +40,7 @@ BLOCK = 1024
 BIT_GENERATOR = "PCG64"
 KEYING = "numpy.random.SeedSequence([seed, block])"
 VARIANCE_KEYING = "numpy.random.SeedSequence([seed, block, 1])"
+BOOTSTRAP_KEYING = "numpy.random.SeedSequence([seed, block, 2])"
 # Bump when the draw order inside the kernels changes (same seed would give different paths).
 STREAM_VERSION = 1
 
@@ -56,6 +61,15 @@ def variance_generator(seed: int, block: int) -> np.random.Generator:
     if seed < 0 or block < 0:
         raise ValueError(f"seed and block must be >= 0 (got seed={seed}, block={block})")
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, block, 1])))
+
+
+def bootstrap_generator(seed: int, block: int) -> np.random.Generator:
+    """The generator of block `block` for `seed` in a bootstrap of a price history."""
+    seed = int(seed)
+    block = int(block)
+    if seed < 0 or block < 0:
+        raise ValueError(f"seed and block must be >= 0 (got seed={seed}, block={block})")
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, block, 2])))
 
 
 def covering_blocks(first_path: int, n_paths: int) -> list[tuple[int, int, int, int]]:
@@ -87,6 +101,7 @@ def stream_info() -> dict:
         "bit_generator": BIT_GENERATOR,
         "keying": KEYING,
         "variance_keying": VARIANCE_KEYING,
+        "bootstrap_keying": BOOTSTRAP_KEYING,
         "stream_version": STREAM_VERSION,
         "numpy": np.__version__,
     }
