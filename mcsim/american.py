@@ -203,8 +203,12 @@ def _american(spot, strike, t, rate, div, vol, is_call, method):
     # American put-call symmetry: P(S, K, r, q) = C(K, S, q, r)
     s, k, r, q = (spot, strike, rate, div) if is_call else (strike, spot, div, rate)
     if method == 0:
-        return _baw_call(s, k, t, r, q, vol)
-    return _bs2002_call(s, k, t, r, q, vol)
+        price = _baw_call(s, k, t, r, q, vol)
+    else:
+        price = _bs2002_call(s, k, t, r, q, vol)
+    # the approximations can land a hair below intrinsic (a negative rate, a deep ITM call
+    # near expiry): an American option is never worth less than exercising it
+    return max(price, s - k)
 
 
 @njit(cache=True)
