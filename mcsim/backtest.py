@@ -90,11 +90,12 @@ def simulate_history(scenario, threads: int | None = None):
     days = (last - first + 1).astype(np.float64)
     run = scenario.run
     rf = np.expm1(run.risk_free_rate * days * run.dt)
-    cols = {k: [] for k in ("premium", "realised_pnl", "mtm_return", "withdrawn", "equity")}
+    cols = {k: [] for k in ("premium", "net_premium", "realised_pnl", "mtm_return", "withdrawn", "equity")}
     short = []
     for s in range(n_s):
         sl = slice(s * n, (s + 1) * n)
         prem = np.bincount(idx, plan.m_cols["premium"][sl], n_c)
+        net = np.bincount(idx, plan.m_cols["net_premium"][sl], n_c)
         real = np.bincount(idx, plan.m_cols["realised_pnl"][sl], n_c)
         wd = np.bincount(idx, plan.m_cols["withdrawn"][sl], n_c)
         eq_end = plan.m_cols["equity"][sl][last]
@@ -104,7 +105,7 @@ def simulate_history(scenario, threads: int | None = None):
             mtm = np.where(eq_start > 0.0, (eq_end + wd) / eq_start - 1.0, np.nan)
         full = ~partial
         plan.stats[s, 0:1] = _return_stats(mtm[full][None, :], rf[full][None, :])
-        for k, v in (("premium", prem), ("realised_pnl", real), ("mtm_return", mtm), ("withdrawn", wd),
+        for k, v in (("premium", prem), ("net_premium", net), ("realised_pnl", real), ("mtm_return", mtm), ("withdrawn", wd),
                      ("equity", eq_end)):
             cols[k].append(v)
         short.append(np.bincount(idx, plan.m_short[sl].astype(np.float64), n_c) > 0)
