@@ -22,6 +22,24 @@ per-path fields of "Result tables"), ``monthly`` (a list of dicts, one per month
 
 from __future__ import annotations
 
+# Readings of docs/semantics.md where the text of issue 11 leaves room (questions for the lead):
+# - Credit roll scan, "(or a strike <= 0, or j = 1000)": the scan stops before a candidate whose
+#   short strike, or for a spread whose long strike K - (Ks_old - Kl_old), is <= 0, and before
+#   j = 1000 (j = 0..999 are tried). The spread's candidate long strike is not re-rounded (it is
+#   on the grid already).
+# - min_credit (put / call / short_put) applies to entries only; a roll's only floor is
+#   roll_min_credit (and > 0 with roll_credit_only). A rolled spread's new credit is not checked
+#   against 0 or its width as an entry's is.
+# - roll_strike = "rule" is refused unless acceptable, so with roll_credit_only = false it still
+#   needs net >= roll_min_credit (>= 0), unlike the old rule (which rolled for any net).
+# - Early-assigned spread: the long put is exercised only when that pays strictly more than
+#   selling it (equal proceeds: sold; the money is the same). Neither side is a buy-back, so an
+#   early assignment does not move net_premium ("assignments are not in it").
+# - Log `shares`: the underlying's share count after the event, 0.0 when none are held (only
+#   cost_basis is nan then); both nan on withdraw and end rows.
+# - net(K) is evaluated as (new credit - close debit) - 2 legs commission / 100; ties at exactly
+#   roll_min_credit are acceptable (>=).
+
 import math
 from collections import Counter
 from dataclasses import dataclass
