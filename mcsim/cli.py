@@ -36,7 +36,7 @@ MARKET_FIELDS = ("run", "regimes", "underlyings", "correlation", "shocks")
 SWEEP_METRICS = (
     "cagr_p50", "cagr_mean", "cagr_p5", "total_return_p50", "final_equity_p50", "max_dd_p50", "max_dd_p95",
     "p_dd_above_20pct", "p_ruin", "var_95", "cvar_95", "income_p50", "income_p5", "premium_p50",
-    "annual_premium_yield", "annual_realised_yield", "assignment_rate", "options_sold_per_year",
+    "net_premium_p50", "annual_premium_yield", "annual_net_premium_yield", "annual_realised_yield", "assignment_rate", "options_sold_per_year",
     "sharpe_mean", "p_any_shortfall", "p_beats_bh",
 )
 
@@ -406,7 +406,9 @@ def _sweep_row(m: dict, p_beats) -> dict:
         "var_95": m["var"]["95"]["var"], "cvar_95": m["var"]["95"]["cvar"],
         "income_p50": q(inc["realised_pnl"], "p50"), "income_p5": q(inc["realised_pnl"], "p5"),
         "premium_p50": q(inc["premium"], "p50"),
+        "net_premium_p50": q(inc["net_premium"], "p50"),
         "annual_premium_yield": inc["annual_premium_yield"]["mean"],
+        "annual_net_premium_yield": inc["annual_net_premium_yield"]["mean"],
         "annual_realised_yield": inc["annual_realised_yield"]["mean"],
         "assignment_rate": m["trading"]["assignment_rate"]["rate"],
         "options_sold_per_year": m["trading"]["options_sold_per_year"]["mean"],

@@ -23,7 +23,7 @@ from .memory import check_market_run, check_replay, check_run
 from .scenario import Scenario
 from .validation import check_instance_arg, check_int_arg
 from .strategies.kernel import run_paths
-from .strategies.layout import ACTION_NAMES, LEG_NAMES, LOG_DT, MONTH_DT, PATH_DT, records
+from .strategies.layout import ACTION_NAMES, LEG_NAMES, LOG_DT, MONTH_DT, PATH_DT, REASON_NAMES, records
 from .strategies.params import all_strategies, to_kernel, with_steps
 
 __all__ = ["Result", "simulate", "run_strategies", "replay", "PER_PATH_COLUMNS", "MONTHLY_COLUMNS"]
@@ -31,16 +31,17 @@ __all__ = ["Result", "simulate", "run_strategies", "replay", "PER_PATH_COLUMNS",
 PER_PATH_COLUMNS = (
     "strategy", "path", "final_equity", "total_return", "cagr", "ann_vol", "sharpe", "sortino",
     "max_drawdown", "max_drawdown_days", "min_equity", "ruined", "premium_collected",
-    "realised_pnl", "options_sold", "puts_sold", "calls_sold", "spreads_sold", "assignments",
+    "net_premium_collected", "realised_pnl", "options_sold", "puts_sold", "calls_sold", "spreads_sold", "assignments",
     "called_away", "early_assignments", "expired_worthless", "rolls", "profit_takes",
-    "stop_losses", "closes", "trades_won", "trades_lost", "avg_win", "avg_loss",
+    "stop_losses", "closes", "close_dte_closes", "max_rolls_closes", "unable_to_roll_closes",
+    "trades_won", "trades_lost", "avg_win", "avg_loss",
     "days_in_shares", "capital_used", "withdrawn", "shortfalls", "first_shortfall_month",
     "dominant_regime", "stressed_share",
 )
-MONTHLY_COLUMNS = ("strategy", "path", "month", "premium", "realised_pnl", "mtm_return",
+MONTHLY_COLUMNS = ("strategy", "path", "month", "premium", "net_premium", "realised_pnl", "mtm_return",
                    "withdrawn", "shortfall", "equity", "partial")
-LOG_COLUMNS = ("step", "action", "underlying", "kind", "strike", "expiry", "contracts", "price",
-               "spot", "iv", "cash", "equity")
+LOG_COLUMNS = ("step", "action", "reason", "underlying", "kind", "strike", "long_strike", "expiry",
+               "contracts", "price", "spot", "iv", "cash", "equity", "shares", "cost_basis")
 
 # per_path columns copied from the kernel's PATH_DT fields of the same name (its other fields,
 # sum_win / sum_loss / equity0, feed derived columns); integer fields give int64 columns
@@ -92,7 +93,7 @@ class _Plan:
         self.stats = np.zeros((n_s, n_paths, 3))             # ann_vol, sharpe, sortino
         self.regime = np.zeros((n_paths, 2))                 # dominant, stressed share
         rows = n_s * n_paths * self.n_months
-        self.m_cols = {k: np.zeros(rows) for k in ("premium", "realised_pnl", "mtm_return",
+        self.m_cols = {k: np.zeros(rows) for k in ("premium", "net_premium", "realised_pnl", "mtm_return",
                                                     "withdrawn", "equity")}
         self.m_short = np.zeros(rows, dtype=np.bool_)
 
@@ -130,6 +131,7 @@ class _Plan:
         with np.errstate(divide="ignore", invalid="ignore"):
             mtm = np.where(eq0 > 0.0, (eq1 + wd) / eq0 - 1.0, np.nan)
         self.m_cols["premium"][lo:hi] = months["premium"].ravel()
+        self.m_cols["net_premium"][lo:hi] = months["net_premium"].ravel()
         self.m_cols["realised_pnl"][lo:hi] = months["realised_pnl"].ravel()
         self.m_cols["mtm_return"][lo:hi] = mtm.ravel()
         self.m_cols["withdrawn"][lo:hi] = wd.ravel()
@@ -383,6 +385,7 @@ def _log_frame(log: np.ndarray, underlyings) -> pd.DataFrame:
     acts = np.array(ACTION_NAMES, dtype=object)
     cols = {c: log[c].copy() for c in LOG_DT.names}
     cols["action"] = acts[log["action"]]
+    cols["reason"] = np.array(REASON_NAMES, dtype=object)[log["reason"]]
     cols["underlying"] = names[np.where(u < 0, len(underlyings), u)]
     cols["kind"] = kinds[np.where(k < 0, len(LEG_NAMES), k)]
     return pd.DataFrame(cols, columns=list(LOG_COLUMNS))

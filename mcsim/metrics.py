@@ -339,7 +339,9 @@ def _income_block(pp: pd.DataFrame, mo: pd.DataFrame, ctx: SummaryContext) -> di
     full = _full_months(mo)
     pos, n = _path_positions(full["path"].to_numpy(), pp)
     out: dict[str, Any] = {"full_months_per_path": int(len(full) // max(len(pp), 1))}
-    for col in ("premium", "realised_pnl", "mtm_return"):
+    for col in ("premium", "net_premium", "realised_pnl", "mtm_return"):
+        if col not in full:
+            continue
         v = full[col].to_numpy(dtype=np.float64)
         cm = _path_means(pos, v, n)
         d = describe(v, cluster_means=cm, ci_n=len(pp))
@@ -352,7 +354,10 @@ def _income_block(pp: pd.DataFrame, mo: pd.DataFrame, ctx: SummaryContext) -> di
     start = _month_start_equity(mo, ctx.initial_equity)
     if len(full) != len(mo):
         start = start[~mo["partial"].to_numpy(dtype=bool)]
-    for col, key in (("premium", "annual_premium_yield"), ("realised_pnl", "annual_realised_yield")):
+    for col, key in (("premium", "annual_premium_yield"), ("net_premium", "annual_net_premium_yield"),
+                     ("realised_pnl", "annual_realised_yield")):
+        if col not in full:
+            continue
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(start > 0.0, full[col].to_numpy(dtype=np.float64) / start, np.nan)
         out[key] = _mean(12.0 * _path_nanmeans(pos, ratio, n))
@@ -382,8 +387,10 @@ def _trading_block(pp: pd.DataFrame, ctx: SummaryContext) -> dict:
         "capital_used": _mean(g("capital_used")),
     }
     for c in ("options_sold", "puts_sold", "calls_sold", "spreads_sold", "assignments", "called_away",
-              "early_assignments", "expired_worthless", "rolls", "profit_takes", "stop_losses", "closes"):
-        out[f"{c}_per_path"] = _mean(g(c))
+              "early_assignments", "expired_worthless", "rolls", "profit_takes", "stop_losses", "closes",
+              "close_dte_closes", "max_rolls_closes", "unable_to_roll_closes"):
+        if c in pp:
+            out[f"{c}_per_path"] = _mean(g(c))
     return out
 
 
@@ -690,6 +697,7 @@ def summary_table(summary: dict) -> pd.DataFrame:
         rows.append({
             "strategy": s,
             "premium_p50": inc["premium"]["quantiles"]["p50"],
+            "net_premium_p50": inc["net_premium"]["quantiles"]["p50"] if "net_premium" in inc else None,
             "income_p50": inc["realised_pnl"]["quantiles"]["p50"],
             "income_p5": inc["realised_pnl"]["quantiles"]["p5"],
             "cagr_p50": m["cagr"]["quantiles"]["p50"],
@@ -725,9 +733,10 @@ def _render(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 def format_table(summary: dict) -> str:
     """The compact per-strategy table as text (income = monthly realised P&L in dollars)."""
     df = summary_table(summary)
-    headers = ["strategy", "prem p50/mo", "income p50/mo", "income p5/mo", "CAGR p50", "maxDD p95",
-               "P(ruin)", "assigned/put", "P(>B&H)"]
-    rows = [[r.strategy, _fmt_money(r.premium_p50), _fmt_money(r.income_p50), _fmt_money(r.income_p5),
+    headers = ["strategy", "prem p50/mo", "net prem p50/mo", "income p50/mo", "income p5/mo", "CAGR p50",
+               "maxDD p95", "P(ruin)", "assigned/put", "P(>B&H)"]
+    rows = [[r.strategy, _fmt_money(r.premium_p50), _fmt_money(r.net_premium_p50), _fmt_money(r.income_p50),
+             _fmt_money(r.income_p5),
              _fmt_pct(r.cagr_p50), _fmt_pct(r.max_dd_p95), _fmt_pct(r.p_ruin, 2), _fmt_pct(r.assignment_rate),
              _fmt_pct(r.p_beats_bh)] for r in df.itertuples(index=False)]
     return _render(headers, rows)

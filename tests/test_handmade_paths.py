@@ -314,6 +314,8 @@ roll_when = "{roll_when}"
 roll_dte = 7
 roll_out_days = {roll_out_days}
 roll_credit_only = {credit_only}
+roll_strike = "{roll_strike}"
+roll_min_credit = {roll_min_credit}
 close_if_unable_to_roll = {close_if_unable}
 early_assignment = {early}
 [strategies.sizing]
@@ -323,11 +325,13 @@ contracts = "integer"
 
 
 def put_write(otm=0.01, profit_take=0.5, stop_loss=2.0, roll_when="off", roll_out_days=28,
-              credit_only=True, close_if_unable=False, early=False):
+              credit_only=True, close_if_unable=False, early=False, roll_strike="rule",
+              roll_min_credit=0.0):
     b = lambda x: "true" if x else "false"  # noqa: E731
     return PUT_WRITE.format(otm=otm, profit_take=profit_take, stop_loss=stop_loss, roll_when=roll_when,
                             roll_out_days=roll_out_days, credit_only=b(credit_only),
-                            close_if_unable=b(close_if_unable), early=b(early))
+                            close_if_unable=b(close_if_unable), early=b(early),
+                            roll_strike=roll_strike, roll_min_credit=roll_min_credit)
 
 
 @pytest.mark.parametrize("rule,s2", [("profit_take", 106.0), ("stop_loss", 95.0)])
@@ -340,16 +344,17 @@ def test_profit_take_and_stop_loss(tmp_path, rule, s2):
     p0 = sell_fill(mid(100.0, k, e, False, 0.0))
     c = put_contracts(20000.0, 20000.0, k, p0)
     cash0 = 20000.0 + p0 * 100 * c - COMM * c
-    # t = 1: neither rule fires (mid vs the gross credit per share p0)
+    # t = 1: neither rule fires (the closing cost per share, buy-back fill plus commission, vs
+    # the gross credit per share p0)
     m1 = mid(100.0, k, 4, False, 0.0)
-    assert 0.5 * p0 < m1 < 2.0 * p0
+    assert 0.5 * p0 < buy_fill(m1) + COMM / 100 < 2.0 * p0
     # t = 2: one of them does
     m2 = mid(s2, k, 3, False, 0.0)
-    if rule == "profit_take":
-        assert m2 <= (1 - 0.5) * p0
-    else:
-        assert m2 >= 2.0 * p0
     fb = buy_fill(m2)
+    if rule == "profit_take":
+        assert fb + COMM / 100 <= (1 - 0.5) * p0
+    else:
+        assert fb + COMM / 100 >= 2.0 * p0
     cash2 = cash0 - fb * 100 * c - COMM * c
 
     assert actions(log) == [(0, "sell_put"), (2, "buy_to_close"), (5, "end")]
@@ -361,6 +366,32 @@ def test_profit_take_and_stop_loss(tmp_path, rule, s2):
     assert int(pp["profit_takes"]) == (rule == "profit_take")
     assert int(pp["stop_losses"]) == (rule == "stop_loss")
     assert int(pp["options_sold"]) == 1 and int(pp["expired_worthless"]) == 0
+    # net premium: the credit minus the buy-back debit
+    assert pp["net_premium_collected"] == pytest.approx((p0 - fb) * 100 * c, rel=REL)
+    assert list(log["reason"]) == ["entry", rule, "end"]
+
+
+def test_profit_take_decided_on_the_fill(tmp_path):
+    """The mid has fallen to half the credit but the buy-back fill (mid + slippage + the closing
+    commission per share) has not: no profit take, the put expires worthless."""
+    spot = [100.0] * 6
+    scn = scenario(tmp_path, 5, put_write(profit_take=0.5, stop_loss=0.0))
+    k = 99.0
+    p0 = sell_fill(mid(100.0, k, 5, False, 0.0))
+    # find a spot path where step 2's mid is below half the credit but its fill is not
+    for s2 in np.arange(100.0, 110.0, 0.01):
+        m2 = mid(float(s2), k, 3, False, 0.0)
+        if m2 <= 0.5 * p0 < buy_fill(m2) + COMM / 100:
+            break
+    else:
+        pytest.fail("no such spot")
+    spot = [100.0, 100.0] + [float(s2)] * 4
+    log, pp, _ = run(scn, spot, "pw")
+    # not at step 2; a later step's buy-back (more time decay) fills at or below half the credit
+    assert (2, "buy_to_close") not in actions(log)
+    for row in log[log["action"] == "buy_to_close"].itertuples():
+        assert row.price + COMM / 100 <= 0.5 * p0
+        assert row.price == pytest.approx(buy_fill(mid(float(s2), k, 5 - row.step, False, 0.0)), rel=REL)
 
 
 # ------------------------------------------------------------------------------------------
@@ -402,6 +433,68 @@ def test_roll_down_and_out_for_credit(tmp_path):
     assert pp["premium_collected"] == pytest.approx((p0 + new) * 100 * c, rel=REL)
     # the first put's P&L is realised at the roll: credit - buy-back - both commissions of it
     assert pp["realised_pnl"] == pytest.approx((p0 - close) * 100 * c - 2 * COMM * c, rel=1e-8)
+
+
+def credit_roll_strike(spot, k0, steps_old, steps_new, min_credit=0.0, step=1.0):
+    """The credit roll of docs/semantics.md, written out: K_j = K_old - j step while the roll of
+    K_j nets > 0 and >= min_credit per share after 4 commissions; (K, new fill, net) or None."""
+    close = buy_fill(mid(spot, k0, steps_old, False, 0.0))
+    best = None
+    for j in range(1000):
+        k = k0 - j * step
+        if k <= 0:
+            break
+        new = sell_fill(mid(spot, k, steps_new, False, 0.0))
+        net = new - close - 2 * COMM / 100
+        if not (net >= min_credit and net > 0):
+            break
+        best = (k, new, net)
+    return best, close
+
+
+def test_credit_roll_down_and_out(tmp_path):
+    """A put 1.4% in the money inside roll_dte is rolled down and out for a net credit to the
+    lowest strike at or below the old one whose roll still nets a credit after costs."""
+    spot = [100.0] * 3 + [98.6] * 8  # t = 0..10
+    scn = scenario(tmp_path, 10, put_write(otm=0.0, profit_take=0.0, stop_loss=0.0, roll_when="itm",
+                                           roll_out_days=35, roll_strike="credit"))
+    log, pp, _ = run(scn, spot, "pw")
+    k0, e0, e1 = 100.0, 5, 30
+    p0 = sell_fill(mid(100.0, k0, e0, False, 0.0))
+    c = put_contracts(20000.0, 20000.0, k0, p0)
+    cash0 = 20000.0 + p0 * 100 * c - COMM * c
+    (k1, new, net), close = credit_roll_strike(98.6, k0, e0 - 3, e1 - 3)
+    assert k1 < k0 and net > 0          # rolled down, for a credit
+    # the strike below it would have cost money
+    assert sell_fill(mid(98.6, k1 - 1, e1 - 3, False, 0.0)) - close - 2 * COMM / 100 <= 0
+    cash3 = cash0 + (new - close) * 100 * c - 2 * COMM * c
+    assert actions(log) == [(0, "sell_put"), (3, "roll"), (10, "end")]
+    check(log.iloc[1], 3, "roll", strike=k1, expiry=e1, contracts=c, price=new, cash=cash3)
+    assert log.iloc[1]["reason"] == "roll_itm"
+    assert int(pp["rolls"]) == 1
+    assert pp["net_premium_collected"] == pytest.approx((p0 - close + new) * 100 * c, rel=REL)
+
+
+@pytest.mark.parametrize("close_if_unable", [False, True])
+def test_credit_roll_refused(tmp_path, close_if_unable):
+    """No strike nets roll_min_credit: the roll is refused (kept to expiry, or closed with reason
+    unable_to_roll)."""
+    spot = [100.0] * 3 + [98.6] * 3  # t = 0..5
+    scn = scenario(tmp_path, 5, put_write(otm=0.0, profit_take=0.0, stop_loss=0.0, roll_when="itm",
+                                          roll_out_days=35, roll_strike="credit", roll_min_credit=3.0,
+                                          close_if_unable=close_if_unable))
+    log, pp, _ = run(scn, spot, "pw")
+    best, close = credit_roll_strike(98.6, 100.0, 2, 27, min_credit=3.0)
+    assert best is None
+    if close_if_unable:
+        assert actions(log) == [(0, "sell_put"), (3, "buy_to_close"), (5, "end")]
+        assert log.iloc[1]["reason"] == "unable_to_roll"
+        assert int(pp["unable_to_roll_closes"]) == 1 and int(pp["closes"]) == 1
+        check(log.iloc[1], 3, "buy_to_close", strike=100.0, price=close)
+    else:
+        assert actions(log) == [(0, "sell_put"), (5, "assigned"), (5, "end")]
+        assert log.iloc[1]["reason"] == "expiry"
+    assert int(pp["rolls"]) == 0
 
 
 @pytest.mark.parametrize("variant", ["refused", "close_instead", "debit_allowed"])
@@ -469,8 +562,10 @@ early_assignment_time_value = 0.05
     p0 = sell_fill(mid(100.0, k, e, False, 0.0))
     c = put_contracts(20000.0, 20000.0, k, p0)
     cash0 = 20000.0 + p0 * 100 * c - COMM * c
-    # t = 2: in the money with less time value than the threshold
-    assert mid(90.0, k, e - 2, False, 0.0) - (k - 90.0) < 0.05
+    # t = 2: in the money with an American time value below the threshold (r = q = 0: the
+    # American put is worth its European price, here within 0.05 of intrinsic)
+    from mcsim.american import crr_price_nb
+    assert crr_price_nb(90.0, k, 3 / SPY, 0.0, 0.0, IV, False, 400) - (k - 90.0) < 0.05
     cash_assigned = cash0 - k * 100 * c - FEE * c
     final = cash_assigned + 100 * c * 90.0
 
@@ -479,9 +574,14 @@ early_assignment_time_value = 0.05
         assert actions(log) == [(0, "sell_put"), (2, "early_assigned"), (5, "end")]
         check(log.iloc[1], 2, "early_assigned", strike=k, expiry=e, contracts=c, price=k - 90.0,
               cash=cash_assigned, equity=cash_assigned + 100 * c * 90.0)
+        assert log.iloc[1]["reason"] == "early_exercise"
     else:
         assert actions(log) == [(0, "sell_put"), (5, "assigned"), (5, "end")]
         check(log.iloc[1], 5, "assigned", strike=k, expiry=e, contracts=c, price=k - 90.0, cash=cash_assigned)
+        assert log.iloc[1]["reason"] == "expiry"
+    # after the event: the shares and the cost basis (strike - the put's credit)
+    assert log.iloc[1]["shares"] == 100 * c
+    assert log.iloc[1]["cost_basis"] == pytest.approx(k - p0, rel=REL)
     check(log.iloc[-1], 5, "end", cash=cash_assigned, equity=final)
     assert pp["final_equity"] == pytest.approx(final, rel=REL)
     assert int(pp["assignments"]) == 1
@@ -509,35 +609,53 @@ contracts = "integer"
 
 
 def test_early_assignment_of_spread_short_leg(tmp_path):
+    """r = 5%: the short 99 put, 14% in the money with 3 steps left, is exercised by its holder
+    (its American time value, on a 400-step tree computed here, is far below the threshold);
+    the long 94 put, worth no more than intrinsic, is exercised too rather than sold below it,
+    so the spread loses exactly its width minus the credit plus commissions and fees."""
+    from mcsim.american import crr_price_nb
+
+    r = 0.05
     spot = [100.0, 100.0, 85.0, 85.0, 85.0, 85.0]
-    scn = scenario(tmp_path, 5, SPREAD, equity=10000.0)
+    scn = scenario(tmp_path, 5, SPREAD, equity=10000.0, r=r)
     log, pp, _ = run(scn, spot, "bps")
 
     ks, kl, e = 99.0, 94.0, 5
-    credit = sell_fill(mid(100.0, ks, e, False, 0.0)) - buy_fill(mid(100.0, kl, e, False, 0.0))
+    credit = sell_fill(mid(100.0, ks, e, False, r)) - buy_fill(mid(100.0, kl, e, False, r))
     c = min(math.floor(0.2 * 10000.0 / ((ks - kl - credit) * 100)),
             math.floor(10000.0 / ((ks - kl - credit) * 100 + 2 * COMM)))
     assert c >= 1
-    cash0 = 10000.0 + credit * 100 * c - 2 * COMM * c
-    assert mid(85.0, ks, 3, False, 0.0) - (ks - 85.0) < 0.05
-    # shares bought at Ks and sold at S, long leg sold at its fill with one commission per contract
-    long_fill = sell_fill(mid(85.0, kl, 3, False, 0.0))
-    final = cash0 - (ks - 85.0) * 100 * c - FEE * c + long_fill * 100 * c - COMM * c
+    b = Book(10000.0, spot, r)
+    b.cash += credit * 100 * c - 2 * COMM * c
+    cash0 = b.cash
+    tau = 3 / SPY
+    assert crr_price_nb(85.0, ks, tau, r, 0.0, IV, False, 400) - (ks - 85.0) < 0.01
+    b.to(2)
+    # the long put: American mid = max(European mid, intrinsic); sold at its fill less one
+    # commission, or exercised at intrinsic less the fee, whichever pays more
+    m_long = max(mid(85.0, kl, 3, False, r), kl - 85.0)
+    sale = sell_fill(m_long) * 100 * c - COMM * c
+    exercise = (kl - 85.0) * 100 * c - FEE * c
+    assert exercise > sale
+    b.cash += -(ks - 85.0) * 100 * c - FEE * c + max(sale, exercise)
+    cash2 = b.cash
+    b.to(5)
+    final = b.cash
 
     acts = actions(log)
     assert acts[0] == (0, "open_spread") and acts[-1] == (5, "end")
     assert (2, "early_assigned") in acts
-    assert all(s == 2 for s, _ in acts[1:-1])
     check(log.iloc[0], 0, "open_spread", strike=ks, expiry=e, contracts=c, price=credit, cash=cash0)
+    assert log.iloc[0]["long_strike"] == kl
     ea = log[log["action"] == "early_assigned"].iloc[0]
-    check(ea, 2, "early_assigned", strike=ks, expiry=e, contracts=c, price=ks - 85.0)
-    check(log.iloc[-2], 2, log.iloc[-2]["action"], cash=final)
+    check(ea, 2, "early_assigned", strike=ks, expiry=e, contracts=c, price=ks - 85.0, cash=cash2)
+    assert ea["reason"] == "early_exercise" and ea["long_strike"] == kl
     check(log.iloc[-1], 5, "end", cash=final, equity=final)
     assert pp["final_equity"] == pytest.approx(final, rel=REL)
     assert int(pp["assignments"]) == 1 and int(pp["early_assignments"]) == 1
-    # within the spread's loss bound: max loss + costs
-    costs = 3 * COMM * c + FEE * c + slip(mid(85.0, kl, 3, False, 0.0)) * 100 * c
-    assert final - 10000.0 >= -(ks - kl - credit) * 100 * c - 2 * COMM * c - costs
+    # the trade's loss is the defined maximum plus its commissions and fees, no more
+    loss = cash2 - (10000.0 + sum(b.interest[1:3]))
+    assert loss == pytest.approx(-((ks - kl - credit) * 100 * c + 2 * COMM * c + 2 * FEE * c), rel=1e-9)
 
 
 # ------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from numba import njit
 
 from mcsim.pricing import round_strike_nb
 
-from .layout import MIN_CONTRACTS, NO, NONE, YES, Action, HighIV, Kind, Leg, Width
+from .layout import MIN_CONTRACTS, NO, NONE, YES, Action, HighIV, Kind, Leg, Reason, Width
 from .options_nb import (
     buy_fill, entry_rule, floor_if, grid_at_or_above, high_iv_active, leg_iv, min_strike_grid,
     nearest_expiry, rule_strike, sell_fill,
@@ -75,7 +75,7 @@ def sell_put(t, m, u, equity, mk, rules, book, out):
                         book.hold)
     fill = sell_fill(mid, p)
     comm = p.commission
-    if fill * 100.0 - comm <= 0.0:
+    if fill * 100.0 - comm <= 0.0 or fill < p.put_min_credit:
         return
     integer = p.integer != 0
     c = floor_if(p.position_fraction * equity / (k * 100.0), integer)
@@ -94,8 +94,8 @@ def sell_put(t, m, u, equity, mk, rules, book, out):
     book_sale(fill, c, np.int64(Leg.PUT), m, out)
     if p.log != 0:
         iv = _leg_iv(t, u, k, tau, mk, rules)
-        log_event(t, (np.int64(Action.SELL_PUT), u, np.int64(Leg.PUT), e), (k, c, fill, iv), mk,
-                  rules, book, out)
+        log_event(t, (np.int64(Action.SELL_PUT), np.int64(Reason.ENTRY), u, np.int64(Leg.PUT), e),
+                  (k, math.nan, c, fill, iv), mk, rules, book, out)
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
@@ -119,7 +119,8 @@ def sell_call(t, m, u, mk, rules, book, out):
             e, tau = _entry_expiry(t, u, YES, mk, rules)
             mid_floor, _ = trade_mids(t, u, e, (k_floor, math.log(k_floor), math.nan, 0.0),
                                       np.int64(Leg.CALL), mk, rules, book.hold)
-            if not (sell_fill(mid_floor, p) * 100.0 * c - comm * c > 0.0):
+            fill_floor = sell_fill(mid_floor, p)
+            if not (fill_floor * 100.0 * c - comm * c > 0.0) or fill_floor < p.call_min_credit:
                 return
     h.call_failed = 1
     e, tau, k = _entry_terms(t, u, YES, mk, rules)
@@ -130,7 +131,7 @@ def sell_call(t, m, u, mk, rules, book, out):
     mid, _ = trade_mids(t, u, e, (k, log_k, math.nan, 0.0), np.int64(Leg.CALL), mk, rules,
                         book.hold)
     fill = sell_fill(mid, p)
-    if not (fill * 100.0 * c - comm * c > 0.0):
+    if not (fill * 100.0 * c - comm * c > 0.0) or fill < p.call_min_credit:
         return
     h.call_failed = 0
     book.st[0].cash += fill * 100.0 * c - comm * c
@@ -140,8 +141,8 @@ def sell_call(t, m, u, mk, rules, book, out):
     book_sale(fill, c, np.int64(Leg.CALL), m, out)
     if p.log != 0:
         iv = _leg_iv(t, u, k, tau, mk, rules)
-        log_event(t, (np.int64(Action.SELL_CALL), u, np.int64(Leg.CALL), e), (k, c, fill, iv),
-                  mk, rules, book, out)
+        log_event(t, (np.int64(Action.SELL_CALL), np.int64(Reason.ENTRY), u, np.int64(Leg.CALL),
+                      e), (k, math.nan, c, fill, iv), mk, rules, book, out)
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
@@ -161,7 +162,7 @@ def open_spread(t, m, u, equity, mk, rules, book, out):
     ms, ml = trade_mids(t, u, e, (ks, log_ks, kl, log_kl), np.int64(Leg.SPREAD), mk, rules,
                         book.hold)
     credit = sell_fill(ms, p) - buy_fill(ml, p)
-    if credit <= 0.0 or credit >= ks - kl:
+    if credit <= 0.0 or credit >= ks - kl or credit < p.put_min_credit:
         return
     comm = p.commission
     integer = p.integer != 0
@@ -178,8 +179,8 @@ def open_spread(t, m, u, equity, mk, rules, book, out):
     book_sale(credit, c, np.int64(Leg.SPREAD), m, out)
     if p.log != 0:
         iv = _leg_iv(t, u, ks, tau, mk, rules)
-        log_event(t, (np.int64(Action.OPEN_SPREAD), u, np.int64(Leg.SPREAD), e),
-                  (ks, c, credit, iv), mk, rules, book, out)
+        log_event(t, (np.int64(Action.OPEN_SPREAD), np.int64(Reason.ENTRY), u,
+                      np.int64(Leg.SPREAD), e), (ks, kl, c, credit, iv), mk, rules, book, out)
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -205,8 +206,8 @@ def buy_shares(t, m, u, equity, mk, rules, book, out):
     h.call_failed = 0
     st.epoch += 1
     if p.log != 0:
-        log_event(t, (np.int64(Action.BUY_SHARES), u, NONE, NONE),
-                  (math.nan, shares / 100.0, price, math.nan), mk, rules, book, out)
+        log_event(t, (np.int64(Action.BUY_SHARES), np.int64(Reason.ENTRY), u, NONE, NONE),
+                  (math.nan, math.nan, shares / 100.0, price, math.nan), mk, rules, book, out)
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")

@@ -19,10 +19,10 @@ from numba import njit
 from .entries import WANT_NOTHING, buy_and_hold, entries, want
 from .layout import (
     HOLD_DT, MONTH_DT, NONE, PATH_DT, POS_DT, STATE_DT, YES, Action, Book, Leg, Market, Out,
-    records,
+    Reason, records,
 )
 from .positions import (
-    assign, book_realised, cached_mids, log_event, manage_position, mark, mark_fn, pos_mids,
+    assign, book_realised, exercised_early, log_event, manage_position, mark, mark_fn, pos_mids,
     reserved_cash, settle_expiry,
 )
 
@@ -102,28 +102,27 @@ def _withdraw(t, m, mk, rules, book, out):
         if o.first_shortfall_month < 0:
             o.first_shortfall_month = m
     if p.log != 0:
-        log_event(t, (np.int64(Action.WITHDRAW), NONE, NONE, NONE), (math.nan, 0.0, pay, math.nan),
-                  mk, rules, book, out)
+        log_event(t, (np.int64(Action.WITHDRAW), np.int64(Reason.WITHDRAWAL), NONE, NONE, NONE),
+                  (math.nan, math.nan, 0.0, pay, math.nan), mk, rules, book, out)
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
 def _early_assignments(t, m, mk, rules, book, out):
-    """Step 2: ITM short legs with mid - intrinsic < threshold are assigned, in position order."""
-    tv = rules.p[0].ea_time_value
+    """Step 2: ITM American short legs whose American time value is below the threshold are
+    assigned, in position order (European options never are)."""
     pos = book.pos
     st = book.st[0]
     i = np.int64(0)
     while i < st.n_open:
         u = pos[i].u
-        s = mk.spot[t, u]
-        k = pos[i].strike
-        if pos[i].leg == Leg.CALL:
-            intrinsic = s - k
-        else:
-            intrinsic = k - s
-        if intrinsic > 0.0:
-            ms, ml = cached_mids(t, i, mk, rules, book)
-            if ms - intrinsic < tv:
+        if rules.und[u].american != 0:
+            s = mk.spot[t, u]
+            k = pos[i].strike
+            if pos[i].leg == Leg.CALL:
+                intrinsic = s - k
+            else:
+                intrinsic = k - s
+            if intrinsic > 0.0 and exercised_early(t, i, intrinsic, mk, rules, book):
                 assign(t, m, i, YES, mk, rules, book, out)
                 continue
         i += 1
@@ -285,8 +284,8 @@ def run_path(mk, rules, book, out):
         if t == n:
             out.month[n_months - 1].eq_end = eq
     if p.log != 0:
-        log_event(n, (np.int64(Action.END), NONE, NONE, NONE), (math.nan, 0.0, eq, math.nan),
-                  mk, rules, book, out)
+        log_event(n, (np.int64(Action.END), np.int64(Reason.END), NONE, NONE, NONE),
+                  (math.nan, math.nan, 0.0, eq, math.nan), mk, rules, book, out)
     if trough < peak:
         dd = trough / peak - 1.0
         if dd < max_dd:

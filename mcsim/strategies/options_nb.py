@@ -13,7 +13,7 @@ from numba import njit
 
 from mcsim.pricing import bs_delta_nb, bs_price_nb, round_strike_nb, smile_iv_nb, strike_for_delta_nb
 
-from .layout import YES, HighIV, StrikeRule
+from .layout import YES, HighIV, RollStrike, StrikeRule
 
 
 _INV_SQRT2 = 0.7071067811865475244008443621048490
@@ -41,13 +41,15 @@ def _fused_leg(k, log_k, lf, sqt, a, sk_isqt, floor, df_r, sdf_q, is_call):
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
-def pair_from_terms(s, a, strikes, terms, skew, floor, is_call, two):
+def pair_from_terms(s, a, strikes, terms, skew, floor, is_call, two, american):
     """Mids ($/share) of strikes k1 and (when `two`) k2 from shared terms; strikes = (k1, ln k1,
     k2, ln k2), terms = (sqt, isqt, df_r, df_q, lf) with sqt = sqrt(tau), isqt = 1 / sqt,
     df_r = exp(-r tau), df_q = exp(-q tau), lf = ln S + (r - q) tau; tau > 0.
 
     The smile IV is `a + skew ln(F/K) / sqrt(tau)` floored (a > 0), `smile_iv_nb`'s
     `a (1 + skew ln(F/K) / (a sqrt(tau)))` without its division (equal up to rounding).
+    `american`: each mid is at least its intrinsic value (an American option is never worth
+    less than exercising it).
     """
     k1, log_k1, k2, log_k2 = strikes
     sqt, isqt, df_r, df_q, lf = terms
@@ -57,6 +59,13 @@ def pair_from_terms(s, a, strikes, terms, skew, floor, is_call, two):
     m2 = 0.0
     if two:
         m2 = _fused_leg(k2, log_k2, lf, sqt, a, sk_isqt, floor, df_r, sdf_q, is_call)
+    if american:
+        if is_call:
+            m1 = max(m1, s - k1)
+        else:
+            m1 = max(m1, k1 - s)
+            if two:
+                m2 = max(m2, k2 - s)
     return m1, m2
 
 
@@ -93,6 +102,24 @@ def buy_fill(mid, p):
     """Buying fill per share: mid + slip."""
     slip = p.slippage + p.slippage_pct * mid
     return mid + slip
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def close_debit(ms, ml, width, two, p):
+    """Debit per share to buy a position back: the short leg's buying fill (a spread: minus the
+    long leg's selling fill, capped at the width Ks - Kl, the most a vertical is quoted at)."""
+    if two:
+        return min(buy_fill(ms, p) - sell_fill(ml, p), width)
+    return buy_fill(ms, p)
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def roll_acceptable(net, p):
+    """A roll netting `net` $ per share after costs is taken: with roll_credit_only, only for a
+    credit (> 0); under roll_strike = "credit", also only for at least roll_min_credit."""
+    if p.roll_credit_only != 0 and not (net > 0.0):
+        return False
+    return p.roll_strike != RollStrike.CREDIT or net >= p.roll_min_credit
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")

@@ -17,13 +17,17 @@ import math
 import numpy as np
 from numba import njit
 
+from mcsim.american import baw_price_nb
 from mcsim.pricing import round_strike_nb
 
-from .layout import NO, SHARE_DUST, Action, HighIV, Leg, MinStrike, Reason, RollWhen
+from .layout import NO, SHARE_DUST, Action, HighIV, Leg, MinStrike, Reason, RollStrike, RollWhen
 from .options_nb import (
-    buy_fill, entry_rule, high_iv_active, leg_abs_delta, leg_iv, min_strike_grid,
-    nearest_expiry, pair_from_terms, rule_strike, sell_fill,
+    buy_fill, close_debit, entry_rule, high_iv_active, leg_abs_delta, leg_iv, min_strike_grid,
+    nearest_expiry, pair_from_terms, roll_acceptable, rule_strike, sell_fill,
 )
+
+# a credit roll scans at most this many listed strikes away from the old one
+ROLL_SCAN = 1000
 
 
 # ------------------------------------------------------------------------------------------
@@ -36,7 +40,8 @@ def mids_at(t, u, k, strikes, leg, mk, rules, hold):
     strikes = (ks, ln ks, kl, ln kl).
 
     Both legs share the terms: exponentials and roots come from the strategy's tau tables
-    (computed beyond them), ln S is cached per step in `hold`; intrinsic at k <= 0.
+    (computed beyond them), ln S is cached per step in `hold`; intrinsic at k <= 0. American
+    options (`und.american`) are never below intrinsic.
     """
     ks, log_ks, kl, log_kl = strikes
     is_call = leg == Leg.CALL
@@ -67,7 +72,8 @@ def mids_at(t, u, k, strikes, leg, mk, rules, hold):
         df_q = math.exp(-und.div * tau)
         drift = (p.rate - und.div) * tau
     return pair_from_terms(s, mk.atm[t, u], strikes, (sqt, isqt, df_r, df_q, h.log_s + drift),
-                           rules.skew[u, mk.reg[t]], und.iv_floor, is_call, two)
+                           rules.skew[u, mk.reg[t]], und.iv_floor, is_call, two,
+                           und.american != 0)
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -195,11 +201,13 @@ def remove_position(book, i):
 
 @njit(cache=True, nogil=True, _nrt=False)
 def log_event(t, ids, values, mk, rules, book, out):
-    """Append a trade-log row (replay mode only); cash and equity are after the event.
+    """Append a trade-log row (replay mode only); cash, equity, shares and cost basis are after
+    the event.
 
-    ids = (Action, underlying or -1, Leg or -1, expiry or -1), values = (strike, contracts,
-    price, iv). Rows past the log's capacity are counted, not written: the caller sizes the
-    log again from the count (`engine.replay_market`), so no row is ever dropped.
+    ids = (Action, Reason, underlying or -1, Leg or -1, expiry or -1), values = (strike, long
+    strike, contracts, price, iv). Rows past the log's capacity are counted, not written: the
+    caller sizes the log again from the count (`engine.replay_market`), so no row is ever
+    dropped.
     """
     st = book.st[0]
     row = st.n_log
@@ -207,14 +215,22 @@ def log_event(t, ids, values, mk, rules, book, out):
     if row >= out.log.shape[0]:
         return
     r = out.log[row]
-    act, u, leg, exp = ids
+    act, why, u, leg, exp = ids
     r.step = t
     r.action = act
+    r.reason = why
     r.underlying = u
     r.kind = leg
     r.expiry = exp
-    r.strike, r.contracts, r.price, r.iv = values
+    r.strike, r.long_strike, r.contracts, r.price, r.iv = values
     r.spot = mk.spot[t, u] if u >= 0 else math.nan
+    r.shares = math.nan
+    r.cost_basis = math.nan
+    if u >= 0:
+        h = book.hold[u]
+        r.shares = h.shares
+        if h.shares > 0.0:
+            r.cost_basis = h.price - h.cycle if rules.p[0].tracks_cycle != 0 else h.price
     r.cash = st.cash
     r.equity = mark_fn(t, mk, rules, book)
 
@@ -227,12 +243,22 @@ def book_realised(x, m, out):
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
+def book_buyback(debit, m, out):
+    """A buy-back debit ($, a close or a roll's old side) out of net premium in month m."""
+    out.path[0].net_premium_collected -= debit
+    out.month[m].net_premium -= debit
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
 def book_sale(credit, c, leg, m, out):
-    """An option sale (opening or roll): premium = credit x 100 c; counts by leg."""
+    """An option sale (opening or roll): premium (and net premium) += credit x 100 c; counts by
+    leg."""
     prem = credit * 100.0 * c
     o = out.path[0]
     o.premium_collected += prem
+    o.net_premium_collected += prem
     out.month[m].premium += prem
+    out.month[m].net_premium += prem
     o.options_sold += 1
     if leg == Leg.PUT:
         o.puts_sold += 1
@@ -255,15 +281,16 @@ def book_trade(pnl, out):
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
-def book_end(t, m, i, act, amounts, mk, rules, book, out):
+def book_end(t, m, i, act, why, amounts, mk, rules, book, out):
     """Book an ending position i (amounts = (log price $/share, realised $, trade P&L $)), drop
-    it and log `act`."""
+    it and log `act` for reason `why`."""
     price, realised, trade = amounts
     ps = book.pos[i]
     u = ps.u
     leg = ps.leg
     exp = ps.expiry
     k = ps.strike
+    kl = ps.long_strike
     c = ps.contracts
     logging = rules.p[0].log != 0
     iv = math.nan
@@ -273,7 +300,7 @@ def book_end(t, m, i, act, amounts, mk, rules, book, out):
     book_trade(trade, out)
     remove_position(book, i)
     if logging:
-        log_event(t, (act, u, leg, exp), (k, c, price, iv), mk, rules, book, out)
+        log_event(t, (act, why, u, leg, exp), (k, kl, c, price, iv), mk, rules, book, out)
 
 
 # ------------------------------------------------------------------------------------------
@@ -327,23 +354,26 @@ def assign(t, m, i, early, mk, rules, book, out):
         o.assignments += 1
         act = Action.ASSIGNED
     else:
-        # a spread's short leg assigned early: shares bought at Ks and sold at S, long leg sold
+        # a spread's short leg assigned early: shares bought at Ks and sold at S; the long put is
+        # sold at its fill, or exercised (intrinsic, less the fee) when that pays more
         intrinsic = k - s
         ms, ml = pos_mids_fn(t, i, mk, rules, book)
-        fill_l = sell_fill(ml, p)
-        comm = p.commission * c
+        sale = sell_fill(ml, p) * c100 - p.commission * c
+        exercise = max(ps.long_strike - s, 0.0) * c100 - fee
+        proceeds = max(sale, exercise)
         st.cash -= intrinsic * c100 + fee
-        st.cash += fill_l * c100 - comm
-        debit = intrinsic * c100 - fill_l * c100
-        realised = credit100 - debit - oc - fee - comm
+        st.cash += proceeds
+        realised = credit100 - (intrinsic * c100 - proceeds) - oc - fee
         trade = realised
         o.assignments += 1
         act = Action.ASSIGNED
+    why = Reason.EXPIRY
     if early:
         o.early_assignments += 1
         act = Action.EARLY_ASSIGNED
-    book_end(t, m, i, np.int64(act), (intrinsic, realised + share_gain, trade), mk, rules, book,
-             out)
+        why = Reason.EARLY_EXERCISE
+    book_end(t, m, i, np.int64(act), np.int64(why), (intrinsic, realised + share_gain, trade),
+             mk, rules, book, out)
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -367,7 +397,8 @@ def settle_expiry(t, m, i, mk, rules, book, out):
         else:
             o.expired_worthless += 1
             act = Action.EXPIRE_WORTHLESS
-        book_end(t, m, i, np.int64(act), (per_share, realised, realised), mk, rules, book, out)
+        book_end(t, m, i, np.int64(act), np.int64(Reason.EXPIRY), (per_share, realised, realised),
+                 mk, rules, book, out)
         return
     itm = (s > k) if leg == Leg.CALL else (s < k)
     if itm:
@@ -375,38 +406,69 @@ def settle_expiry(t, m, i, mk, rules, book, out):
         return
     realised = ps.credit * 100.0 * c - ps.open_cost
     o.expired_worthless += 1
-    book_end(t, m, i, np.int64(Action.EXPIRE_WORTHLESS), (0.0, realised, realised), mk, rules,
-             book, out)
+    book_end(t, m, i, np.int64(Action.EXPIRE_WORTHLESS), np.int64(Reason.EXPIRY),
+             (0.0, realised, realised), mk, rules, book, out)
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
 def close_position(t, m, i, why, mk, rules, book, out):
-    """Buy back position i at its fill (spread: short at mid + slip, long sold at its fill)."""
+    """Buy back position i at its fill for reason `why` (a Reason of the management step):
+    spread: short at mid + slip, long sold at its fill, the pair capped at the width."""
     p = rules.p[0]
     ps = book.pos[i]
     o = out.path[0]
     c = ps.contracts
     c100 = 100.0 * c
     ms, ml = pos_mids_fn(t, i, mk, rules, book)
-    if ps.leg == Leg.SPREAD:
-        debit = buy_fill(ms, p) - sell_fill(ml, p)
+    two = ps.leg == Leg.SPREAD
+    debit = close_debit(ms, ml, ps.strike - ps.long_strike, two, p)
+    if two:
         comm = p.commission * c * 2.0
         act = Action.CLOSE_SPREAD
     else:
-        debit = buy_fill(ms, p)
         comm = p.commission * c
         act = Action.BUY_TO_CLOSE
         if p.tracks_cycle != 0:
             book.hold[ps.u].cycle -= debit
     book.st[0].cash -= debit * c100 + comm
+    book_buyback(debit * c100, m, out)
     realised = ps.credit * c100 - debit * c100 - ps.open_cost - comm
-    if why == Reason.STOP:
+    if why == Reason.STOP_LOSS:
         o.stop_losses += 1
-    elif why == Reason.PROFIT:
+    elif why == Reason.PROFIT_TAKE:
         o.profit_takes += 1
     else:
         o.closes += 1
-    book_end(t, m, i, np.int64(act), (debit, realised, realised), mk, rules, book, out)
+        if why == Reason.CLOSE_DTE:
+            o.close_dte_closes += 1
+        elif why == Reason.MAX_ROLLS:
+            o.max_rolls_closes += 1
+        else:
+            o.unable_to_roll_closes += 1
+    book_end(t, m, i, np.int64(act), why, (debit, realised, realised), mk, rules, book, out)
+
+
+@njit(cache=True, nogil=True, _nrt=False)
+def exercised_early(t, i, intrinsic, mk, rules, book):
+    """Whether the holder exercises position i's ITM short leg (intrinsic > 0, $/share) at step
+    t: its American time value (Barone-Adesi-Whaley price at the smile IV minus intrinsic) is
+    below early_assignment_time_value. The American price is at least the (floored) mid, so it
+    is only evaluated when the mid is within the threshold of intrinsic."""
+    p = rules.p[0]
+    tv = p.ea_time_value
+    ms, ml = cached_mids(t, i, mk, rules, book)
+    if ms - intrinsic >= tv:
+        return False
+    ps = book.pos[i]
+    u = ps.u
+    und = rules.und[u]
+    s = mk.spot[t, u]
+    tau = (ps.expiry - t) / p.steps_per_year
+    is_call = ps.leg == Leg.CALL
+    iv = leg_iv(s, mk.atm[t, u], ps.strike, tau, p.rate, und.div, rules.skew[u, mk.reg[t]],
+                und.iv_floor)
+    am = baw_price_nb(s, ps.strike, tau, p.rate, und.div, iv, is_call)
+    return am - intrinsic < tv
 
 
 @njit(cache=True, nogil=True, _nrt=False)
@@ -440,10 +502,28 @@ def min_strike_level(u, p, hold):
 
 
 @njit(cache=True, nogil=True, _nrt=False)
+def _roll_candidate(t, u, e_new, k, kl, leg, debit, comm_ps, mk, rules, hold):
+    """(net $/share after costs, new credit $/share, short mid, long mid) of rolling into strike
+    k (a spread: long strike kl) at expiry e_new, the old side bought back for `debit`."""
+    p = rules.p[0]
+    two = leg == Leg.SPREAD
+    ms, ml = trade_mids(t, u, e_new, (k, math.log(k), kl, math.log(kl) if two else 0.0), leg,
+                        mk, rules, hold)
+    if two:
+        credit = sell_fill(ms, p) - buy_fill(ml, p)
+    else:
+        credit = sell_fill(ms, p)
+    return credit - debit - comm_ps, credit, ms, ml
+
+
+@njit(cache=True, nogil=True, _nrt=False)
 def roll_position(t, m, i, mk, rules, book, out):
     """Roll position i down/out (puts, spreads) or up/out (calls); docs/semantics.md step 3d.
 
-    Returns True when it rolled, False when the roll was refused (the caller closes or keeps).
+    `roll_strike = "credit"`: the furthest listed strike from the old one (down for puts and
+    spreads, up for calls) whose roll still nets `roll_min_credit` after costs; `"rule"`: the
+    entry rule's strike, capped at the old one. Returns True when it rolled, False when the roll
+    was refused (the caller closes or keeps).
     """
     p = rules.p[0]
     ps = book.pos[i]
@@ -454,55 +534,75 @@ def roll_position(t, m, i, mk, rules, book, out):
     two = leg == Leg.SPREAD
     e_old = ps.expiry
     ks_old = ps.strike
+    w_old = ps.strike - ps.long_strike
     c = ps.contracts
     c100 = 100.0 * c
-    s = mk.spot[t, u]
-    a = mk.atm[t, u]
-    sk = rules.skew[u, mk.reg[t]]
-    q = und.div
-    fl = und.iv_floor
     step = und.strike_step
-    r = p.rate
+    legs = 2.0 if two else 1.0
     e_new = nearest_expiry(e_old + p.roll_out, e_old, und.expiry_every)
-    tau = (e_new - t) / p.steps_per_year
-    active = p.hiv_mode != HighIV.OFF and high_iv_active(t, u, mk.atm, p)
-    mode, value, dte = entry_rule(is_call, active, p)
-    k_rule = rule_strike(s, a, tau, r, q, (sk, fl), step, (mode, value), is_call)
-    if not (k_rule > 0.0):
-        return False
-    kl_new = math.nan
-    if is_call:
-        k_new = min_strike_grid(max(k_rule, ks_old), min_strike_level(u, p, book.hold), step)
-    else:
-        k_new = min(k_rule, ks_old)
-        if two:
-            kl_new = round_strike_nb(k_new - (ks_old - ps.long_strike), step, NO)
-            if not (kl_new > 0.0):
-                return False
     ms_old, ml_old = pos_mids_fn(t, i, mk, rules, book)
-    log_k_new = math.log(k_new)
-    log_kl_new = math.log(kl_new) if two else 0.0
-    ms_new, ml_new = trade_mids(t, u, e_new, (k_new, log_k_new, kl_new, log_kl_new), leg, mk,
-                                rules, book.hold)
-    if two:
-        close_debit = buy_fill(ms_old, p) - sell_fill(ml_old, p)
-        new_credit = sell_fill(ms_new, p) - buy_fill(ml_new, p)
-        legs = 2.0
+    debit = close_debit(ms_old, ml_old, w_old, two, p)
+    comm_ps = 2.0 * legs * p.commission / 100.0
+    kl_new = math.nan
+    if p.roll_strike == RollStrike.CREDIT:
+        if is_call:
+            k0 = min_strike_grid(ks_old, min_strike_level(u, p, book.hold), step)
+        else:
+            k0 = ks_old
+        found = False
+        k_new = k0
+        new_credit = 0.0
+        ms_new = 0.0
+        ml_new = 0.0
+        for j in range(ROLL_SCAN):
+            k = k0 + j * step if is_call else k0 - j * step
+            if not (k > 0.0):
+                break
+            kl = k - w_old if two else math.nan
+            if two and not (kl > 0.0):
+                break
+            net, cr, ms, ml = _roll_candidate(t, u, e_new, k, kl, leg, debit, comm_ps, mk, rules,
+                                              book.hold)
+            if not roll_acceptable(net, p):
+                break
+            found = True
+            k_new = k
+            kl_new = kl
+            new_credit = cr
+            ms_new = ms
+            ml_new = ml
+        if not found:
+            return False
     else:
-        close_debit = buy_fill(ms_old, p)
-        new_credit = sell_fill(ms_new, p)
-        legs = 1.0
+        s = mk.spot[t, u]
+        tau = (e_new - t) / p.steps_per_year
+        active = p.hiv_mode != HighIV.OFF and high_iv_active(t, u, mk.atm, p)
+        mode, value, dte = entry_rule(is_call, active, p)
+        k_rule = rule_strike(s, mk.atm[t, u], tau, p.rate, und.div,
+                             (rules.skew[u, mk.reg[t]], und.iv_floor), step, (mode, value), is_call)
+        if not (k_rule > 0.0):
+            return False
+        if is_call:
+            k_new = min_strike_grid(max(k_rule, ks_old), min_strike_level(u, p, book.hold), step)
+        else:
+            k_new = min(k_rule, ks_old)
+            if two:
+                kl_new = round_strike_nb(k_new - w_old, step, NO)
+                if not (kl_new > 0.0):
+                    return False
+        net, new_credit, ms_new, ml_new = _roll_candidate(t, u, e_new, k_new, kl_new, leg, debit,
+                                                          comm_ps, mk, rules, book.hold)
+        if not roll_acceptable(net, p):
+            return False
     comm_leg = p.commission * c * legs
-    net = (new_credit - close_debit) * c100 - 2.0 * comm_leg
-    if p.roll_credit_only != 0 and net <= 0.0:
-        return False
-    realised = ps.credit * c100 - close_debit * c100 - ps.open_cost - comm_leg
+    realised = ps.credit * c100 - debit * c100 - ps.open_cost - comm_leg
     book_realised(realised, m, out)
     book_trade(realised, out)
+    book_buyback(debit * c100, m, out)
     st = book.st[0]
-    st.cash += net
+    st.cash += (new_credit - debit) * c100 - 2.0 * comm_leg
     if p.tracks_cycle != 0:
-        book.hold[u].cycle += new_credit - close_debit
+        book.hold[u].cycle += new_credit - debit
     ps.expiry = e_new
     ps.rolls += 1
     ps.mid_t = t
@@ -513,14 +613,15 @@ def roll_position(t, m, i, mk, rules, book, out):
     ps.open_cost = comm_leg
     ps.mid_s = ms_new
     ps.mid_l = ml_new
-    ps.log_ks = log_k_new
-    ps.log_kl = log_kl_new
+    ps.log_ks = math.log(k_new)
+    ps.log_kl = math.log(kl_new) if two else 0.0
     out.path[0].rolls += 1
     book_sale(new_credit, c, leg, m, out)
     if p.log != 0:
         iv = short_iv(t, i, mk, rules, book)
-        log_event(t, (np.int64(Action.ROLL), u, leg, e_new), (k_new, c, new_credit, iv), mk,
-                  rules, book, out)
+        why = Reason.ROLL_DELTA if p.roll_when == RollWhen.DELTA else Reason.ROLL_ITM
+        log_event(t, (np.int64(Action.ROLL), np.int64(why), u, leg, e_new),
+                  (k_new, kl_new, c, new_credit, iv), mk, rules, book, out)
     return True
 
 
@@ -528,7 +629,9 @@ def roll_position(t, m, i, mk, rules, book, out):
 def manage_position(t, m, i, mk, rules, book, out):
     """Management of position i at step t: stop loss, profit take, close_dte, roll; first wins.
 
-    Returns True when position i was removed (the caller then does not advance its index).
+    Stop loss and profit take compare the closing cost per share (buy-back fill plus closing
+    commissions) with the credit. Returns True when position i was removed (the caller then
+    does not advance its index).
     """
     p = rules.p[0]
     ps = book.pos[i]
@@ -538,21 +641,23 @@ def manage_position(t, m, i, mk, rules, book, out):
     why = -1
     if sl > 0.0 or pt > 0.0:
         ms, ml = cached_mids(t, i, mk, rules, book)
-        mid = ms - ml
+        two = ps.leg == Leg.SPREAD
+        cost = close_debit(ms, ml, ps.strike - ps.long_strike, two, p)
+        cost += (2.0 if two else 1.0) * p.commission / 100.0
         credit = ps.credit
-        if sl > 0.0 and mid >= sl * credit:
-            why = Reason.STOP
-        elif pt > 0.0 and mid <= (1.0 - pt) * credit:
-            why = Reason.PROFIT
+        if sl > 0.0 and cost >= sl * credit:
+            why = Reason.STOP_LOSS
+        elif pt > 0.0 and cost <= (1.0 - pt) * credit:
+            why = Reason.PROFIT_TAKE
     if why < 0 and p.close_dte_on != 0 and left <= p.close_dte:
-        why = Reason.CLOSE
+        why = Reason.CLOSE_DTE
     if why < 0 and p.roll_when != RollWhen.OFF and left <= p.roll_dte and t < p.n_steps:
         if challenged(t, i, mk, rules, book):
             if ps.rolls >= p.max_rolls:
-                why = Reason.CLOSE
+                why = Reason.MAX_ROLLS
             elif not roll_position(t, m, i, mk, rules, book, out):
                 if p.close_if_unable != 0:
-                    why = Reason.CLOSE
+                    why = Reason.UNABLE_TO_ROLL
     if why < 0:
         return False
     close_position(t, m, i, np.int64(why), mk, rules, book, out)
