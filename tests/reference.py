@@ -22,9 +22,29 @@ per-path fields of "Result tables"), ``monthly`` (a list of dicts, one per month
 
 from __future__ import annotations
 
+# Readings of docs/semantics.md where the text of issue 11 leaves room (questions for the lead):
+# - Credit roll scan, "(or a strike <= 0, or j = 1000)": the scan stops before a candidate whose
+#   short strike, or for a spread whose long strike K - (Ks_old - Kl_old), is <= 0, and before
+#   j = 1000 (j = 0..999 are tried). The spread's candidate long strike is not re-rounded (it is
+#   on the grid already).
+# - min_credit (put / call / short_put) applies to entries only; a roll's only floor is
+#   roll_min_credit (and > 0 with roll_credit_only). A rolled spread's new credit is not checked
+#   against 0 or its width as an entry's is.
+# - roll_strike = "rule" keeps the behaviour before issue 11: only roll_credit_only is applied
+#   (roll_min_credit is used by "credit" only), as docs/semantics.md step 3d says.
+# - Early-assigned spread: the long put is exercised only when that pays strictly more than
+#   selling it (equal proceeds: sold; the money is the same). Neither side is a buy-back, so an
+#   early assignment does not move net_premium ("assignments are not in it").
+# - Log `shares`: the underlying's share count after the event, 0.0 when none are held (only
+#   cost_basis is nan then); both nan on withdraw and end rows.
+# - net(K) is evaluated as (new credit - close debit) - 2 legs commission / 100; ties at exactly
+#   roll_min_credit are acceptable (>=).
+
 import math
+from collections import Counter
 from dataclasses import dataclass
 
+from mcsim.american import baw_price_nb
 from mcsim.pricing import bs_delta_nb, bs_price_nb, round_strike_nb, smile_iv_nb, strike_for_delta_nb
 from mcsim.scenario import StrategyRules, calendar_days_to_steps
 
@@ -35,19 +55,30 @@ MIN_CONTRACTS = 1e-6  # a new position smaller than this is no trade (semantics:
 
 PER_PATH_FIELDS = (
     "final_equity", "total_return", "cagr", "ann_vol", "sharpe", "sortino", "max_drawdown",
-    "max_drawdown_days", "min_equity", "ruined", "premium_collected", "realised_pnl",
-    "options_sold", "puts_sold", "calls_sold", "spreads_sold", "assignments", "called_away",
-    "early_assignments", "expired_worthless", "rolls", "profit_takes", "stop_losses", "closes",
-    "trades_won", "trades_lost", "avg_win", "avg_loss", "days_in_shares", "capital_used",
+    "max_drawdown_days", "min_equity", "ruined", "premium_collected", "net_premium_collected",
+    "realised_pnl", "options_sold", "puts_sold", "calls_sold", "spreads_sold", "assignments",
+    "called_away", "early_assignments", "expired_worthless", "rolls", "profit_takes", "stop_losses",
+    "closes", "close_dte_closes", "max_rolls_closes", "unable_to_roll_closes", "trades_won", "trades_lost", "avg_win", "avg_loss", "days_in_shares", "capital_used",
     "withdrawn", "shortfalls", "first_shortfall_month", "dominant_regime", "stressed_share",
 )
-MONTHLY_FIELDS = ("month", "premium", "realised_pnl", "mtm_return", "withdrawn", "shortfall",
+MONTHLY_FIELDS = ("month", "premium", "net_premium", "realised_pnl", "mtm_return", "withdrawn", "shortfall",
                   "equity", "partial")
-LOG_FIELDS = ("step", "action", "underlying", "kind", "strike", "expiry", "contracts", "price",
-              "spot", "iv", "cash", "equity")
+LOG_FIELDS = ("step", "action", "reason", "underlying", "kind", "strike", "long_strike", "expiry",
+              "contracts", "price", "spot", "iv", "cash", "equity", "shares", "cost_basis")
 COUNTERS = ("options_sold", "puts_sold", "calls_sold", "spreads_sold", "assignments",
             "called_away", "early_assignments", "expired_worthless", "rolls", "profit_takes",
-            "stop_losses", "closes")
+            "stop_losses", "closes", "close_dte_closes", "max_rolls_closes", "unable_to_roll_closes")
+# the trade log's `reason` values (docs/semantics.md, Clarifications: "Trade log `reason`")
+REASONS = ("entry", "profit_take", "stop_loss", "close_dte", "roll_itm", "roll_delta", "max_rolls",
+           "unable_to_roll", "expiry", "early_exercise", "withdrawal", "end")
+# a close's reason -> the counters it bumps (Counting and income)
+CLOSE_COUNTERS = {
+    "stop_loss": ("stop_losses",),
+    "profit_take": ("profit_takes",),
+    "close_dte": ("closes", "close_dte_closes"),
+    "max_rolls": ("closes", "max_rolls_closes"),
+    "unable_to_roll": ("closes", "unable_to_roll_closes"),
+}
 
 
 @dataclass
@@ -127,10 +158,15 @@ class PathRun:
         self.strike_step = [u.strike_step for u in scenario.underlyings]
         self.expiry_every = [u.expiry_every_days for u in scenario.underlyings]
         # covered_call: an ITM call at expiry is settled in cash ("cash", the default) or the
-        # shares are called away ("shares"); cash-settled calls are European (never early)
+        # shares are called away ("shares")
         self.call_settle = None
         if self.kind == "covered_call":
             self.call_settle = self.rules.call.settle or "cash"
+        # Exercise style (Option prices): American when the underlying's `exercise` is
+        # "american" and the strategy does not settle in cash; put_write (Cboe PUT) and a
+        # covered_call with call.settle = "cash" (BXM) trade European index options.
+        cash_settled = self.kind == "put_write" or self.call_settle == "cash"
+        self.american = [u.exercise == "american" and not cash_settled for u in scenario.underlyings]
 
         # money state
         self.cash = float(self.initial)
@@ -143,6 +179,7 @@ class PathRun:
         # flows per step and counters
         n1 = self.n + 1
         self.premium_t = [0.0] * n1
+        self.net_premium_t = [0.0] * n1
         self.realised_t = [0.0] * n1
         self.withdrawn_t = [0.0] * n1
         self.shortfall_t = [False] * n1
@@ -150,7 +187,11 @@ class PathRun:
         self.used_t = [0.0] * n1
         self.in_shares_t = [False] * n1
         self.count = {k: 0 for k in COUNTERS}
+        # which branches of the text's rules were taken (coverage of the differential tests
+        # only; no effect on any result)
+        self.branches: Counter = Counter()
         self.trade_pnls: list[float] = []
+        self.trades: list[dict] = []
         self.log: list[dict] = []
         self.t = 0
 
@@ -168,8 +209,23 @@ class PathRun:
                            self.q[u], float(self.skew[u][g]), self.floor[u])
 
     def option_mid(self, u, strike, expiry, is_call):
+        """Mid per share: Black-Scholes at the smile IV; an American option's is floored at its
+        intrinsic value (at every mark, decision and fill)."""
         vol = self.iv(u, strike, expiry)
-        return bs_price_nb(self.S(u), float(strike), self.tau(expiry), self.r, self.q[u], vol, is_call)
+        mid = bs_price_nb(self.S(u), float(strike), self.tau(expiry), self.r, self.q[u], vol, is_call)
+        if self.american[u]:
+            mid = max(mid, self.intrinsic(u, strike, is_call))
+        return mid
+
+    def intrinsic(self, u, strike, is_call):
+        S = self.S(u)
+        return max(S - strike, 0.0) if is_call else max(strike - S, 0.0)
+
+    def american_time_value(self, u, strike, expiry, is_call):
+        """Barone-Adesi-Whaley price at the smile IV of the strike, minus intrinsic (per share)."""
+        vol = self.iv(u, strike, expiry)
+        price = baw_price_nb(self.S(u), float(strike), self.tau(expiry), self.r, self.q[u], vol, is_call)
+        return price - self.intrinsic(u, strike, is_call)
 
     def option_delta(self, u, strike, expiry, is_call):
         vol = self.iv(u, strike, expiry)
@@ -224,20 +280,37 @@ class PathRun:
         self.realised_t[self.t] += amount
 
     def book_premium(self, amount):
+        """A sale's gross credit: premium and net premium."""
         self.premium_t[self.t] += amount
+        self.net_premium_t[self.t] += amount
 
-    def end_trade(self, pnl):
-        """Trade P&L for the win/loss statistics."""
+    def book_buy_back(self, amount):
+        """Dollars paid to buy an option (a spread: its capped net debit) back: net premium only."""
+        self.net_premium_t[self.t] -= amount
+
+    def end_trade(self, pnl, p: Position):
+        """Trade P&L for the win/loss statistics (and the ended trade, for the tests' bounds)."""
         self.trade_pnls.append(pnl)
+        self.trades.append({"kind": p.kind, "credit": p.credit, "width": p.strike - p.long_strike,
+                            "contracts": p.contracts, "open_cost": p.open_cost, "pnl": pnl})
 
-    def record(self, action, u=None, kind="", strike=math.nan, expiry=-1, contracts=0.0,
-               price=math.nan, iv=math.nan):
+    def record(self, action, reason, u=None, kind="", strike=math.nan, expiry=-1, contracts=0.0,
+               price=math.nan, iv=math.nan, long_strike=math.nan):
+        """One trade-log row; shares and cost_basis of u after the event (nan without u, and
+        cost_basis nan while no shares are held)."""
+        assert reason in REASONS, reason
+        shares = self.shares[u] if u is not None else math.nan
+        basis = math.nan
+        if u is not None and self.shares[u] > 0:
+            basis = self.purchase_price[u] - self.cycle_premium[u]
         self.log.append({
-            "step": self.t, "action": action,
+            "step": self.t, "action": action, "reason": reason,
             "underlying": self.names[u] if u is not None else "",
-            "kind": kind, "strike": strike, "expiry": expiry, "contracts": contracts,
+            "kind": kind, "strike": strike, "long_strike": long_strike if kind == "spread" else math.nan,
+            "expiry": expiry, "contracts": contracts,
             "price": price, "spot": self.S(u) if u is not None else math.nan, "iv": iv,
             "cash": self.cash, "equity": self.equity(),  # after the event, marked at mid
+            "shares": shares, "cost_basis": basis,
         })
 
     def set_cycle_premium(self, u, value):
@@ -308,7 +381,7 @@ class PathRun:
             self.t = t
             self.step()
         self.t = self.n
-        self.record("end", price=self.equity_t[self.n])
+        self.record("end", "end", price=self.equity_t[self.n])
         return self
 
     def step(self):
@@ -316,9 +389,8 @@ class PathRun:
         if t >= 1:
             self.carry_over()
         self.expire_positions()
-        if (self.rules is not None and self.rules.manage.early_assignment
-                and self.call_settle != "cash"):
-            self.early_assignments()
+        if self.rules is not None and self.rules.manage.early_assignment:
+            self.early_assignments()  # American options only (checked per position)
         if self.rules is not None:
             self.manage_positions()
         if t >= 1 and t % self.M == 0:
@@ -365,40 +437,49 @@ class PathRun:
         fee = self.costs.assignment_fee * c
         base = p.credit * SHARES_PER_CONTRACT * c - p.open_cost
         iv = self.iv(p.u, p.strike, p.expiry)
+        reason = "early_exercise" if early else "expiry"
         if p.kind == "spread":
             if early:
-                # short leg assigned: shares bought at Ks, sold at S; the long leg sold at its fill
-                long_fill = self.sell_fill(self.option_mid(p.u, p.long_strike, p.expiry, False))
-                commission = self.costs.commission_per_contract * c
-                debit = (p.strike - S) * SHARES_PER_CONTRACT * c - long_fill * SHARES_PER_CONTRACT * c
-                self.cash -= debit + fee + commission
-                pnl = base - debit - fee - commission
+                # short leg assigned: shares bought at Ks, sold at S at this close (fee c). The
+                # long put is sold at its fill (commission c) or exercised (fee c), whichever
+                # pays more: the trader never sells a long put for less than its exercise.
+                short_cost = (p.strike - S) * SHARES_PER_CONTRACT * c + fee
+                sold = (self.sell_fill(self.option_mid(p.u, p.long_strike, p.expiry, False))
+                        * SHARES_PER_CONTRACT * c - self.costs.commission_per_contract * c)
+                exercised = max(p.long_strike - S, 0.0) * SHARES_PER_CONTRACT * c - fee
+                proceeds = max(sold, exercised)
+                self.branches["spread_long_exercised" if exercised > sold else "spread_long_sold"] += 1
+                self.cash += proceeds - short_cost
+                pnl = base - short_cost + proceeds
                 self.book_realised(pnl)
-                self.end_trade(pnl)
+                self.end_trade(pnl, p)
                 self.count["assignments"] += 1
                 self.count["early_assignments"] += 1
-                self.record("early_assigned", p.u, p.kind, p.strike, p.expiry, c, p.strike - S, iv)
+                self.record("early_assigned", reason, p.u, p.kind, p.strike, p.expiry, c, p.strike - S, iv,
+                            p.long_strike)
                 return
             debit = (max(p.strike - S, 0.0) - max(p.long_strike - S, 0.0)) * SHARES_PER_CONTRACT * c
             self.cash -= debit
             pnl = base - debit
             self.book_realised(pnl)
-            self.end_trade(pnl)
+            self.end_trade(pnl, p)
             if S < p.strike:
                 self.count["assignments"] += 1
-                self.record("assigned", p.u, p.kind, p.strike, p.expiry, c, debit / (SHARES_PER_CONTRACT * c), iv)
+                self.record("assigned", reason, p.u, p.kind, p.strike, p.expiry, c,
+                            debit / (SHARES_PER_CONTRACT * c), iv, p.long_strike)
             else:
                 self.count["expired_worthless"] += 1
-                self.record("expire_worthless", p.u, p.kind, p.strike, p.expiry, c, 0.0, iv)
+                self.record("expire_worthless", reason, p.u, p.kind, p.strike, p.expiry, c, 0.0, iv,
+                            p.long_strike)
             return
 
         itm = S < p.strike if p.kind == "put" else S > p.strike
         if not itm:
             pnl = base
             self.book_realised(pnl)
-            self.end_trade(pnl)
+            self.end_trade(pnl, p)
             self.count["expired_worthless"] += 1
-            self.record("expire_worthless", p.u, p.kind, p.strike, p.expiry, c, 0.0, iv)
+            self.record("expire_worthless", reason, p.u, p.kind, p.strike, p.expiry, c, 0.0, iv)
             return
 
         action = "early_assigned" if early else None
@@ -408,7 +489,7 @@ class PathRun:
             self.cash -= debit + fee
             pnl = base - debit - fee
             self.book_realised(pnl)
-            self.end_trade(pnl)
+            self.end_trade(pnl, p)
             self.count["assignments"] += 1
             price = intrinsic
             action = action or "assigned"
@@ -418,7 +499,7 @@ class PathRun:
             self.purchase_price[p.u] = p.strike
             self.cost_basis[p.u] = p.strike - self.cycle_premium[p.u]
             self.book_realised(base - fee)
-            self.end_trade(base - fee - intrinsic * SHARES_PER_CONTRACT * c)
+            self.end_trade(base - fee - intrinsic * SHARES_PER_CONTRACT * c, p)
             self.count["assignments"] += 1
             price = intrinsic
             action = action or "assigned"
@@ -429,18 +510,22 @@ class PathRun:
                 self.shares[p.u] = 0.0
             share_gain = (p.strike - self.purchase_price[p.u]) * SHARES_PER_CONTRACT * c
             self.book_realised(base - fee + share_gain)
-            self.end_trade(base - fee - intrinsic * SHARES_PER_CONTRACT * c)
+            self.end_trade(base - fee - intrinsic * SHARES_PER_CONTRACT * c, p)
             self.count["called_away"] += 1
             price = intrinsic
             action = action or "called_away"
         if early:
             self.count["early_assignments"] += 1
-        self.record(action, p.u, p.kind, p.strike, p.expiry, c, price, iv)
+        self.record(action, reason, p.u, p.kind, p.strike, p.expiry, c, price, iv)
 
     # 2. early assignment
     def early_assignments(self):
+        """An ITM American short option (a spread's short put) is assigned when its American
+        (BAW) time value is below the threshold; BAW only when the mid's time value is."""
         threshold = self.rules.manage.early_assignment_time_value
         for p in list(self.positions):
+            if not self.american[p.u]:
+                continue  # European: never assigned before expiry
             S = self.S(p.u)
             is_call = p.is_call  # a spread's short leg is a put
             itm = S > p.strike if is_call else S < p.strike
@@ -448,26 +533,33 @@ class PathRun:
                 continue
             mid = self.option_mid(p.u, p.strike, p.expiry, is_call)
             intrinsic = (S - p.strike) if is_call else (p.strike - S)
-            if mid - intrinsic < threshold:
+            if not mid - intrinsic < threshold:
+                continue  # the American price is at least the mid: the holder keeps it
+            if self.american_time_value(p.u, p.strike, p.expiry, is_call) < threshold:
+                self.branches[f"early_{p.kind}"] += 1
+                if is_call and self.q[p.u] > self.r:
+                    self.branches["early_call_q_above_r"] += 1
                 self.positions.remove(p)
                 self.settle(p, early=True)
+            else:
+                self.branches["early_kept_by_american_price"] += 1  # mid's time value < threshold
 
     # 3. management
     def manage_positions(self):
         m = self.rules.manage
         for p in list(self.positions):
-            mid = self.position_mid(p)
             left = p.expiry - self.t
-            if m.stop_loss > 0 and mid >= m.stop_loss * p.credit:
-                self.close(p, "stop_losses")
-            elif m.profit_take > 0 and mid <= (1.0 - m.profit_take) * p.credit:
-                self.close(p, "profit_takes")
+            cc = self.closing_cost(p)
+            if m.stop_loss > 0 and cc >= m.stop_loss * p.credit:
+                self.close(p, "stop_loss")
+            elif m.profit_take > 0 and cc <= (1.0 - m.profit_take) * p.credit:
+                self.close(p, "profit_take")
             elif m.close_dte > 0 and left <= self.cal_steps(m.close_dte):
-                self.close(p, "closes")
+                self.close(p, "close_dte")
             elif (m.roll_when != "off" and left <= self.cal_steps(m.roll_dte)
                   and self.challenged(p) and self.t < self.n):
                 if p.rolls >= m.max_rolls:
-                    self.close(p, "closes")
+                    self.close(p, "max_rolls")
                 else:
                     self.roll(p)
 
@@ -480,13 +572,21 @@ class PathRun:
         return abs(delta) >= m.roll_delta
 
     def close_debit(self, p: Position):
-        """Per-share cost of buying `p` back: short leg at mid + slip, a long leg sold at its fill."""
+        """Per-share cost of buying `p` back: the short leg at mid + slip; a spread's long leg
+        sold at its fill, the pair never bought back for more than its width."""
         if p.kind == "spread":
-            return (self.buy_fill(self.option_mid(p.u, p.strike, p.expiry, False))
+            pair = (self.buy_fill(self.option_mid(p.u, p.strike, p.expiry, False))
                     - self.sell_fill(self.option_mid(p.u, p.long_strike, p.expiry, False)))
+            if pair > p.strike - p.long_strike:
+                self.branches["spread_debit_at_width"] += 1
+            return min(pair, p.strike - p.long_strike)
         return self.buy_fill(self.option_mid(p.u, p.strike, p.expiry, p.is_call))
 
-    def close(self, p: Position, counter: str):
+    def closing_cost(self, p: Position):
+        """cc: the buy-back debit plus the closing commission, per share (stop loss, profit take)."""
+        return self.close_debit(p) + p.legs * self.costs.commission_per_contract / SHARES_PER_CONTRACT
+
+    def close(self, p: Position, reason: str):
         c = p.contracts
         debit = self.close_debit(p)
         commission = self.costs.commission_per_contract * c * p.legs
@@ -494,13 +594,92 @@ class PathRun:
         self.cash -= debit * SHARES_PER_CONTRACT * c + commission
         pnl = p.credit * SHARES_PER_CONTRACT * c - debit * SHARES_PER_CONTRACT * c - p.open_cost - commission
         self.book_realised(pnl)
-        self.end_trade(pnl)
+        self.book_buy_back(debit * SHARES_PER_CONTRACT * c)
+        self.end_trade(pnl, p)
+        self.trades[-1].update(reason=reason, debit=debit)
         if self.kind in ("wheel", "covered_call"):
             self.set_cycle_premium(p.u, self.cycle_premium[p.u] - debit)
-        self.count[counter] += 1
+        for counter in CLOSE_COUNTERS[reason]:
+            self.count[counter] += 1
         self.positions.remove(p)
         action = "close_spread" if p.kind == "spread" else "buy_to_close"
-        self.record(action, p.u, p.kind, p.strike, p.expiry, c, debit, iv)
+        self.record(action, reason, p.u, p.kind, p.strike, p.expiry, c, debit, iv, p.long_strike)
+
+    def new_credit(self, p: Position, strike, long_strike, expiry):
+        """Gross credit per share of selling the roll's new option (a spread: short fill - long fill)."""
+        u = p.u
+        if p.kind == "spread":
+            return (self.sell_fill(self.option_mid(u, strike, expiry, False))
+                    - self.buy_fill(self.option_mid(u, long_strike, expiry, False)))
+        return self.sell_fill(self.option_mid(u, strike, expiry, p.is_call))
+
+    def roll_target(self, p: Position, expiry, debit):
+        """(short strike, long strike, new credit) of the roll, or None when it is refused.
+
+        net(K) = new credit(K) - close debit - 2 legs commission / 100 (per share); a candidate
+        is acceptable when, with roll_credit_only, net > 0 and, under roll_strike = "credit",
+        net >= roll_min_credit."""
+        m = self.rules.manage
+        u = p.u
+        costs = 2 * p.legs * self.costs.commission_per_contract / SHARES_PER_CONTRACT
+        width = p.strike - p.long_strike if p.kind == "spread" else math.nan
+
+        def acceptable(credit):
+            net = credit - debit - costs
+            if m.roll_credit_only and not net > 0:
+                return False
+            return m.roll_strike != "credit" or net >= m.roll_min_credit
+
+        if m.roll_strike == "credit":
+            # linear scan away from the money from the old strike: puts and spreads down, calls
+            # up from max(K_old, min_strike level); the last acceptable strike before the first
+            # unacceptable one. Reading of "(or a strike <= 0, or j = 1000)": the scan stops
+            # before a candidate whose short strike (a spread: or long strike) is <= 0 and
+            # before j = 1000 (so j <= 999 are tried); that candidate is not tried.
+            step = self.strike_step[u]
+            if p.is_call:
+                level = self.min_strike_level(u)
+                k0 = p.strike if level is None else max(p.strike, level)
+                sign = 1.0
+            else:
+                k0 = p.strike
+                sign = -1.0
+            best = None
+            for j in range(1000):
+                k = k0 + sign * j * step
+                kl = k - width if p.kind == "spread" else math.nan
+                if k <= 0 or (p.kind == "spread" and not kl > 0):
+                    break
+                credit = self.new_credit(p, k, kl, expiry)
+                if not acceptable(credit):
+                    break
+                best = (k, kl, credit)
+            if best is None:
+                self.branches["roll_credit_refused"] += 1
+            elif best[0] != k0:
+                self.branches["roll_credit_moved"] += 1
+            else:
+                self.branches["roll_credit_at_old_strike"] += 1
+            return best
+
+        # "rule": the entry rule's strike at t for the new expiry, capped at the old strike
+        delta, otm, _ = self.option_rule(u, p.is_call)
+        k = self.rule_strike(u, p.is_call, expiry, delta, otm)
+        if not (k == k and k > 0):
+            return None
+        kl = math.nan
+        if p.is_call:
+            level = self.min_strike_level(u)
+            k = max(k, p.strike) if level is None else max(k, p.strike, level)
+        else:
+            k = min(k, p.strike)
+        if p.kind == "spread":
+            kl = round_strike_nb(k - width, self.strike_step[u], False)
+            if not kl > 0:
+                return None
+        credit = self.new_credit(p, k, kl, expiry)
+        self.branches["roll_rule_accepted" if acceptable(credit) else "roll_rule_refused"] += 1
+        return (k, kl, credit) if acceptable(credit) else None
 
     def roll(self, p: Position):
         m = self.rules.manage
@@ -508,40 +687,22 @@ class PathRun:
         new_expiry = nearest_expiry(self.expiry_every[u],
                                     p.expiry + self.cal_steps(m.roll_out_days, at_least_one=True),
                                     after=p.expiry)
-        delta, otm, _ = self.option_rule(u, p.is_call)
-        k_new = self.rule_strike(u, p.is_call, new_expiry, delta, otm)
-        long_new = math.nan
-        ok = k_new == k_new and k_new > 0
-        if ok:
-            if p.kind == "call":
-                level = self.min_strike_level(u)
-                k_new = max(k_new, p.strike) if level is None else max(k_new, p.strike, level)
-            else:
-                k_new = min(k_new, p.strike)
-            if p.kind == "spread":
-                long_new = round_strike_nb(k_new - (p.strike - p.long_strike), self.strike_step[u], False)
-                ok = long_new > 0
-        if not ok:
-            self.unable_to_roll(p)
-            return
-        if p.kind == "spread":
-            fill_s = self.sell_fill(self.option_mid(u, k_new, new_expiry, False))
-            fill_l = self.buy_fill(self.option_mid(u, long_new, new_expiry, False))
-            new_credit = fill_s - fill_l
-        else:
-            new_credit = self.sell_fill(self.option_mid(u, k_new, new_expiry, p.is_call))
-        debit = self.close_debit(p)
+        debit = self.close_debit(p)  # the old side, a spread's capped at its width
+        target = self.roll_target(p, new_expiry, debit)
+        if target is None:
+            if m.close_if_unable_to_roll:
+                self.close(p, "unable_to_roll")
+            return  # a refused roll is no event
+        k_new, long_new, new_credit = target
         close_commission = self.costs.commission_per_contract * c * p.legs
         open_commission = self.costs.commission_per_contract * c * p.legs
         net = (new_credit - debit) * SHARES_PER_CONTRACT * c - close_commission - open_commission
-        if m.roll_credit_only and net <= 0:
-            self.unable_to_roll(p)
-            return
         self.cash += net
         old_pnl = p.credit * SHARES_PER_CONTRACT * c - debit * SHARES_PER_CONTRACT * c - p.open_cost - close_commission
         self.book_realised(old_pnl)
-        self.end_trade(old_pnl)
+        self.end_trade(old_pnl, p)
         self.book_premium(new_credit * SHARES_PER_CONTRACT * c)
+        self.book_buy_back(debit * SHARES_PER_CONTRACT * c)
         if self.kind in ("wheel", "covered_call"):
             self.set_cycle_premium(u, self.cycle_premium[u] + new_credit - debit)
         p.strike, p.long_strike, p.expiry = k_new, long_new, new_expiry
@@ -549,11 +710,9 @@ class PathRun:
         self.count["rolls"] += 1
         self.count["options_sold"] += 1
         self.count[{"put": "puts_sold", "call": "calls_sold", "spread": "spreads_sold"}[p.kind]] += 1
-        self.record("roll", u, p.kind, k_new, new_expiry, c, new_credit, self.iv(u, k_new, new_expiry))
-
-    def unable_to_roll(self, p: Position):
-        if self.rules.manage.close_if_unable_to_roll:
-            self.close(p, "closes")
+        reason = "roll_itm" if m.roll_when == "itm" else "roll_delta"
+        self.record("roll", reason, u, p.kind, k_new, new_expiry, c, new_credit,
+                    self.iv(u, k_new, new_expiry), long_new)
 
     # 4. withdrawal
     def withdraw(self):
@@ -585,7 +744,7 @@ class PathRun:
         self.withdrawn_t[self.t] += paid
         if paid < amount:
             self.shortfall_t[self.t] = True
-        self.record("withdraw", price=paid)
+        self.record("withdraw", "withdrawal", price=paid)
 
     # 5. entries
     def entries(self):
@@ -623,7 +782,7 @@ class PathRun:
         self.shares[u] += shares
         self.purchase_price[u] = price
         self.set_cycle_premium(u, 0.0)
-        self.record("buy_shares", u, "", math.nan, -1, shares / SHARES_PER_CONTRACT, price, math.nan)
+        self.record("buy_shares", "entry", u, "", math.nan, -1, shares / SHARES_PER_CONTRACT, price, math.nan)
 
     def integer_sizing(self):
         return self.rules.sizing.contracts == "integer"
@@ -636,7 +795,9 @@ class PathRun:
             return
         fill = self.sell_fill(self.option_mid(u, K, expiry, False))
         commission = self.costs.commission_per_contract
-        if fill * SHARES_PER_CONTRACT - commission <= 0:
+        if fill < self.rules.put.min_credit or fill * SHARES_PER_CONTRACT - commission <= 0:
+            if fill < self.rules.put.min_credit:
+                self.branches["put_below_min_credit"] += 1
             return
         c = self.rules.sizing.position_fraction * equity_now / (K * SHARES_PER_CONTRACT)
         cap = self.free_cash() / (K * SHARES_PER_CONTRACT - fill * SHARES_PER_CONTRACT + commission)
@@ -653,7 +814,7 @@ class PathRun:
             self.set_cycle_premium(u, fill)  # a new cycle (no shares are held)
         self.count["options_sold"] += 1
         self.count["puts_sold"] += 1
-        self.record("sell_put", u, "put", K, expiry, float(c), fill, self.iv(u, K, expiry))
+        self.record("sell_put", "entry", u, "put", K, expiry, float(c), fill, self.iv(u, K, expiry))
 
     def enter_call(self, u):
         delta, otm, dte = self.option_rule(u, True)
@@ -671,7 +832,9 @@ class PathRun:
             return
         fill = self.sell_fill(self.option_mid(u, K, expiry, True))
         commission = self.costs.commission_per_contract * c
-        if fill * SHARES_PER_CONTRACT * c - commission <= 0:
+        if fill < self.rules.call.min_credit or fill * SHARES_PER_CONTRACT * c - commission <= 0:
+            if fill < self.rules.call.min_credit:
+                self.branches["call_below_min_credit"] += 1
             return
         self.cash += fill * SHARES_PER_CONTRACT * c - commission
         self.positions.append(Position(u, "call", K, math.nan, expiry, float(c), fill, 0, commission))
@@ -679,7 +842,7 @@ class PathRun:
         self.set_cycle_premium(u, self.cycle_premium[u] + fill)
         self.count["options_sold"] += 1
         self.count["calls_sold"] += 1
-        self.record("sell_call", u, "call", K, expiry, float(c), fill, self.iv(u, K, expiry))
+        self.record("sell_call", "entry", u, "call", K, expiry, float(c), fill, self.iv(u, K, expiry))
 
     def enter_spread(self, u, equity_now):
         delta, otm, dte = self.option_rule(u, False)
@@ -693,8 +856,10 @@ class PathRun:
         fill_s = self.sell_fill(self.option_mid(u, Ks, expiry, False))
         fill_l = self.buy_fill(self.option_mid(u, Kl, expiry, False))
         credit = fill_s - fill_l
-        if credit <= 0 or credit >= Ks - Kl:
-            return
+        if credit <= 0 or credit < self.rules.put.min_credit or credit >= Ks - Kl:
+            if 0 < credit < self.rules.put.min_credit:
+                self.branches["spread_below_min_credit"] += 1
+            return  # (short_put.min_credit is the spread's net credit floor)
         commission = self.costs.commission_per_contract
         risk = (Ks - Kl - credit) * SHARES_PER_CONTRACT
         c = self.rules.sizing.position_fraction * equity_now / risk
@@ -710,7 +875,7 @@ class PathRun:
         self.book_premium(credit * SHARES_PER_CONTRACT * c)
         self.count["options_sold"] += 1
         self.count["spreads_sold"] += 1
-        self.record("open_spread", u, "spread", Ks, expiry, float(c), credit, self.iv(u, Ks, expiry))
+        self.record("open_spread", "entry", u, "spread", Ks, expiry, float(c), credit, self.iv(u, Ks, expiry), Kl)
 
     def buy_and_hold_entry(self):
         equity_now = self.equity()
@@ -743,6 +908,7 @@ class PathRun:
             rows.append({
                 "month": m,
                 "premium": sum(self.premium_t[t] for t in steps),
+                "net_premium": sum(self.net_premium_t[t] for t in steps),
                 "realised_pnl": sum(self.realised_t[t] for t in steps),
                 "mtm_return": ((self.equity_t[end] + withdrawn) / self.equity_t[start] - 1.0
                                if self.equity_t[start] > 0 else math.nan),
@@ -779,6 +945,7 @@ class PathRun:
         out["min_equity"] = min(eq)
         out["ruined"] = min(eq) < self.sc.run.ruin_level * self.initial
         out["premium_collected"] = sum(self.premium_t)
+        out["net_premium_collected"] = sum(self.net_premium_t)
         out["realised_pnl"] = sum(self.realised_t)
         out.update(self.count)
         wins = [x for x in self.trade_pnls if x > 0]
@@ -834,4 +1001,4 @@ def run_reference(scenario, rules, spot, atm_iv, regime):
     pr = PathRun(scenario, rules, spot, atm_iv, regime).run()
     monthly = pr.months()
     return {"per_path": pr.per_path(monthly), "monthly": monthly, "log": pr.log, "equity": list(pr.equity_t),
-            "withdrawn": list(pr.withdrawn_t)}
+            "withdrawn": list(pr.withdrawn_t), "branches": pr.branches, "trades": pr.trades}

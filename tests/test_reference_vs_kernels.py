@@ -10,6 +10,14 @@ path and compared with `mcsim.run_strategies(scenario, market)`: money to 1e-9 r
 tiny absolute tolerance), counts exactly, every monthly row; for some examples the trade log of
 `mcsim.replay` is compared with the reference's. Across the generated set every trade-log action
 must occur (checked by the last test of the module).
+
+Issue 11 (`_issue11_draws`, drawn after the rest): `exercise` american/european per underlying,
+dividend yields above r, crash and rally shocks (deep ITM puts, spreads, calls), `min_credit` of
+put / call / short_put, `manage.roll_strike` credit/rule and `roll_min_credit`; compared besides
+the above: `net_premium` (monthly, `net_premium_collected`), the close counters and the log's
+`reason`, `long_strike`, `shares`, `cost_basis`. The coverage tests at the end require every
+`reason` (with every action it goes with), rolls in both roll_strike modes and every branch of
+the new rules (`BRANCHES`, as taken by the reference).
 """
 
 from __future__ import annotations
@@ -29,9 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import mcsim  # noqa: E402
 from mcsim.scenario import parse_scenario  # noqa: E402
+from mcsim.strategies.layout import REASON_NAMES  # noqa: E402
 from reference import (  # noqa: E402
     COUNTERS,
     PER_PATH_FIELDS,
+    REASONS,
     PathRun,
     nearest_expiry,
     run_reference,
@@ -51,7 +61,7 @@ EVENTS = {
     ("wheel", "early_assigned", "call"), ("wheel", "roll", "put"), ("wheel", "roll", "call"),
     ("put_write", "sell_put", "put"), ("put_write", "buy_to_close", "put"),
     ("put_write", "expire_worthless", "put"), ("put_write", "assigned", "put"),
-    ("put_write", "early_assigned", "put"), ("put_write", "roll", "put"),
+    ("put_write", "roll", "put"),  # (put_write's options are European: never early_assigned)
     ("bull_put_spread", "open_spread", "spread"), ("bull_put_spread", "close_spread", "spread"),
     ("bull_put_spread", "expire_worthless", "spread"), ("bull_put_spread", "assigned", "spread"),
     ("bull_put_spread", "early_assigned", "spread"), ("bull_put_spread", "roll", "spread"),
@@ -60,6 +70,53 @@ EVENTS = {
     ("covered_call", "called_away", "call"), ("covered_call", "early_assigned", "call"),
     ("covered_call", "buy_to_close", "call"), ("covered_call", "roll", "call"),
 }
+# issue 11: every `reason` of the log occurs, with every action it can go with
+SEEN_REASONS: Counter = Counter()
+SEEN_ACTION_REASONS: Counter = Counter()
+ACTION_REASONS = {
+    ("sell_put", "entry"), ("sell_call", "entry"), ("open_spread", "entry"), ("buy_shares", "entry"),
+    *((a, r) for a in ("buy_to_close", "close_spread")
+      for r in ("profit_take", "stop_loss", "close_dte", "max_rolls", "unable_to_roll")),
+    ("roll", "roll_itm"), ("roll", "roll_delta"),
+    ("expire_worthless", "expiry"), ("assigned", "expiry"), ("called_away", "expiry"),
+    ("early_assigned", "early_exercise"), ("withdraw", "withdrawal"), ("end", "end"),
+}
+# rolls per manage.roll_strike mode (both must roll), and the branches of the new rules that the
+# reference took (PathRun.branches): each must be taken somewhere in the generated set
+SEEN_ROLL_MODES: Counter = Counter()
+SEEN_BRANCHES: Counter = Counter()
+BRANCHES = (
+    "early_put", "early_call", "early_spread", "early_call_q_above_r",
+    "early_kept_by_american_price",            # mid's time value < threshold, BAW's is not
+    "spread_long_exercised", "spread_long_sold",  # early-assigned spread: the long put's better exit
+    "spread_debit_at_width",                   # a close (or roll, or cc) debit capped at the width
+    "roll_credit_moved", "roll_credit_at_old_strike", "roll_credit_refused",
+    "roll_rule_accepted", "roll_rule_refused",
+    "put_below_min_credit", "call_below_min_credit", "spread_below_min_credit",
+)
+N_COMPARED: Counter = Counter()  # scenarios and (strategy, path) runs compared
+
+
+def _observe(scenario, rules, ref: dict) -> None:
+    """Fill the coverage counters from one reference run; check the reference's own invariants
+    of issue 11 (European options are never assigned early; reasons go with their actions)."""
+    log = ref["log"]
+    kind = rules if isinstance(rules, str) else rules.kind
+    SEEN_ACTIONS.update(row["action"] for row in log)
+    SEEN_EVENTS.update((kind, row["action"], row["kind"]) for row in log)
+    SEEN_REASONS.update(row["reason"] for row in log)
+    SEEN_ACTION_REASONS.update((row["action"], row["reason"]) for row in log)
+    SEEN_BRANCHES.update(ref.get("branches", {}))
+    if not isinstance(rules, str):
+        SEEN_ROLL_MODES[rules.manage.roll_strike] += sum(1 for row in log if row["action"] == "roll")
+        cash_settled = kind == "put_write" or (kind == "covered_call" and (rules.call.settle or "cash") == "cash")
+        for row in log:
+            assert (row["action"], row["reason"]) in ACTION_REASONS, row
+            if row["action"] == "early_assigned":
+                und = scenario.underlyings[scenario.underlying_names.index(row["underlying"])]
+                assert und.exercise == "american" and not cash_settled, (rules.name, row)
+
+
 # Paths set aside because a "dust" position decided the difference (see `_dust`): the text allows
 # fractional contracts of any size > 0, so a trade sized on a free cash of ~1e-11 $ (zero but for
 # float rounding) opens in one implementation and not in the other. Reported, not failed.
@@ -74,8 +131,8 @@ REL = 1e-9
 INT_FIELDS = set(COUNTERS) | {"trades_won", "trades_lost", "days_in_shares", "max_drawdown_days",
                               "shortfalls", "first_shortfall_month", "dominant_regime"}
 BOOL_FIELDS = {"ruined"}
-MONEY_FIELDS = {"final_equity", "min_equity", "premium_collected", "realised_pnl", "avg_win",
-                "avg_loss", "withdrawn"}
+MONEY_FIELDS = {"final_equity", "min_equity", "premium_collected", "net_premium_collected",
+                "realised_pnl", "avg_win", "avg_loss", "withdrawn"}
 # sharpe / sortino divide by a (downside) deviation that may be tiny: relative only, a bit looser
 RATIO_REL = {"sharpe": 1e-7, "sortino": 1e-7}
 EQUITY_RATIOS = {"capital_used", "ann_vol", "sharpe", "sortino"}
@@ -125,7 +182,7 @@ def compare_months(ref_rows: list[dict], rows: list[dict], money_abs: float, wip
         m = a["month"]
         if int(b["month"]) != m:
             bad.append(f"month index: reference {m} kernel {b['month']}")
-        for f in ("premium", "realised_pnl", "withdrawn", "equity"):
+        for f in ("premium", "net_premium", "realised_pnl", "withdrawn", "equity"):
             if not _close(a[f], b[f], REL, money_abs):
                 bad.append(f"month {m} {f}: reference {a[f]!r} kernel {b[f]!r}")
         # a return is a ratio of equities each good to ~money_abs: 1e-9 absolute
@@ -149,15 +206,25 @@ def compare_logs(ref_log: list[dict], df, money_abs: float) -> list[str]:
         for k in ("underlying", "kind"):
             if str(b[k]) != a[k]:
                 bad.append(f"{head}: {k} reference {a[k]!r} kernel {b[k]!r}")
+        if _reason_name(b["reason"]) != a["reason"]:
+            bad.append(f"{head}: reason reference {a['reason']!r} kernel {_reason_name(b['reason'])!r}")
         if int(b["expiry"]) != a["expiry"]:
             bad.append(f"{head}: expiry reference {a['expiry']} kernel {b['expiry']}")
-        for k in ("strike", "contracts", "price", "spot", "iv", "cash", "equity"):
+        for k in ("strike", "long_strike", "contracts", "price", "spot", "iv", "cash", "equity", "shares",
+                  "cost_basis"):
             money = k in ("cash", "equity") or (k == "price" and a["action"] in ("withdraw", "end"))
             if not _close(a[k], b[k], REL, money_abs if money else 1e-9):
                 bad.append(f"{head}: {k} reference {a[k]!r} kernel {b[k]!r}")
     if len(ref_log) != len(rows) and not bad:
         bad.append(f"log length: reference {len(ref_log)} kernel {len(rows)}")
     return bad
+
+
+def _reason_name(value) -> str:
+    """The kernel log's reason as a name (the frame may carry the Reason code or its name)."""
+    if isinstance(value, str):
+        return value
+    return REASONS[int(value)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,8 +347,9 @@ def _strategy(ch, i: int, names: list[str]) -> dict:
     return s
 
 
-def build_raw(ch) -> dict:
-    """A random scenario table (what a TOML file would hold)."""
+def build_raw(ch, issue11: bool = True) -> dict:
+    """A random scenario table (what a TOML file would hold); `issue11=False` leaves out the
+    draws of issue 11 (`_issue11_draws`)."""
     n_steps = ch.integer(40, 150)
     spy = ch.choice([252, 252, 252, 250, 365, 52])
     n_reg = ch.choice([1, 1, 2, 3])
@@ -333,7 +401,36 @@ def build_raw(ch) -> dict:
                     "slippage_pct": ch.choice([0.0, 0.0, 0.01]),
                     "assignment_fee": ch.choice([0.0, 0.0, 2.0])}
     raw["strategies"] = [_strategy(ch, i, und_names) for i in range(ch.choice([1, 2, 3]))]
+    if issue11:
+        _issue11_draws(ch, raw, n_steps, und_names)
     return raw
+
+
+def _issue11_draws(ch, raw: dict, n_steps: int, names: list[str]) -> None:
+    """The keys and situations of issue 11, drawn after everything else (so the scenario drawn
+    before them is the one earlier versions drew from the same seed): exercise style per
+    underlying, dividend yields above r (early exercise of calls), crash and rally shocks (deep
+    ITM puts, spreads and calls), min_credit per option rule, roll_strike and roll_min_credit."""
+    for u in raw["underlyings"]:
+        u["exercise"] = ch.choice(["american", "american", "european"])
+        if ch.coin(0.25):
+            u["dividend_yield"] = ch.choice([0.06, 0.12])  # q > r: deep ITM calls exercised early
+    if ch.coin(0.4):
+        shocks = raw.setdefault("shocks", [])
+        for _ in range(ch.choice([1, 1, 2])):
+            shocks.append({"day": ch.integer(1, n_steps), "underlyings": [ch.choice(names)],
+                           "log_return": ch.choice([-0.6, -0.35, -0.2, 0.25, 0.45]),
+                           "iv_add": ch.choice([0.0, 0.0, 0.15])})
+    for s in raw["strategies"]:
+        if s["kind"] == "buy_and_hold":
+            continue
+        for side in ("put", "call", "short_put"):
+            if side in s and ch.coin(0.3):
+                s[side]["min_credit"] = ch.choice([0.02, 0.1, 0.3, 1.0])
+        m = s["manage"]
+        m["roll_strike"] = ch.choice(["credit", "credit", "rule"])
+        if ch.coin(0.4):
+            m["roll_min_credit"] = ch.choice([0.01, 0.1, 0.5])
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,9 +468,8 @@ def check_scenario(raw: dict, n_paths: int = 3, replay_paths: int = 0, market=No
         rules = _reference_for(scenario, name)
         for p in range(n_paths):
             ref = run_reference(scenario, rules, market.spot[p], market.atm_iv[p], market.regime[p])
-            SEEN_ACTIONS.update(row["action"] for row in ref["log"])
-            kind = rules if isinstance(rules, str) else rules.kind
-            SEEN_EVENTS.update((kind, row["action"], row["kind"]) for row in ref["log"])
+            _observe(scenario, rules, ref)
+            N_COMPARED["runs"] += 1
             sel = pp[(pp["strategy"] == name) & (pp["path"] == p)]
             assert len(sel) == 1, f"{name} path {p}: {len(sel)} per_path rows"
             row = sel.iloc[0].to_dict()
@@ -396,6 +492,7 @@ def check_scenario(raw: dict, n_paths: int = 3, replay_paths: int = 0, market=No
                 continue
             if bad:
                 failures.append(f"strategy {name} path {p}:\n    " + "\n    ".join(bad[:12]))
+    N_COMPARED["scenarios"] += 1
     assert not failures, "reference and kernels differ:\n" + "\n".join(failures) + f"\nscenario: {raw!r}"
 
 
@@ -555,12 +652,52 @@ def _designed() -> list[dict]:
                     "max_rolls": 1, "roll_credit_only": False, "early_assignment": False}},
     ]
     out.append(raw)
+    # issue 11: American exercise through crashes and rallies (puts with r > q, calls with q > r),
+    # spreads assigned early (the long put sold or exercised), credit and rule rolls with credit
+    # floors, min_credit on sales; a European underlying and the index-style put_write are never
+    # assigned early
+    raw = _base(n_steps=150, risk_free_rate=0.05, monthly_withdrawal=500.0)
+    aaa = raw["underlyings"][0]
+    aaa["dividend_yield"] = 0.0
+    raw["underlyings"] += [
+        {**aaa, "name": "IDX", "spot": 400.0, "volatility": 0.2, "strike_step": 5.0, "exercise": "european"},
+        {**aaa, "name": "CCC", "spot": 50.0, "volatility": 0.35, "dividend_yield": 0.10, "strike_step": 0.5},
+    ]
+    raw["shocks"] = [{"day": 20, "underlyings": ["AAA"], "log_return": -0.35, "iv_add": 0.1},
+                     {"day": 30, "underlyings": ["IDX"], "log_return": -0.3, "iv_add": 0.1},
+                     {"day": 40, "underlyings": ["CCC"], "log_return": 0.3, "iv_add": 0.0},
+                     {"day": 90, "underlyings": ["AAA"], "log_return": 0.25, "iv_add": 0.0},
+                     {"day": 100, "underlyings": ["CCC"], "log_return": 0.25, "iv_add": 0.0}]
+    roll = {"roll_when": "itm", "roll_dte": 14, "roll_out_days": 28, "max_rolls": 2}
+    raw["strategies"] = [
+        {"name": "wheel_credit", "kind": "wheel", "underlyings": ["AAA", "CCC", "IDX"],
+         "put": {"delta": 0.4, "dte": 30, "min_credit": 0.1},
+         "call": {"delta": 0.45, "dte": 21, "min_credit": 0.05, "min_strike": "none"},
+         "sizing": {"contracts": "fractional", "position_fraction": 0.3},
+         "manage": {**roll, "roll_strike": "credit", "roll_min_credit": 0.1, "close_if_unable_to_roll": True,
+                    "early_assignment": True, "early_assignment_time_value": 0.1}},
+        {"name": "spread_am", "kind": "bull_put_spread", "underlyings": ["AAA", "IDX"],
+         "short_put": {"delta": 0.3, "dte": 30, "min_credit": 0.2}, "width": 10.0, "entry_every_days": 5,
+         "sizing": {"max_open": 3, "position_fraction": 0.05},
+         "manage": {"stop_loss": 3.0, "roll_when": "delta", "roll_delta": 0.5, "roll_dte": 14,
+                    "roll_out_days": 28, "roll_strike": "credit", "roll_credit_only": False,
+                    "close_if_unable_to_roll": True, "early_assignment": True,
+                    "early_assignment_time_value": 0.2}},
+        {"name": "pw_rule", "kind": "put_write", "underlyings": ["AAA"], "put": {"delta": 0.4, "dte": 30},
+         "manage": {**roll, "roll_strike": "rule", "early_assignment": True,
+                    "early_assignment_time_value": 1.0}},
+        {"name": "cc_q", "kind": "covered_call", "underlyings": ["CCC"],
+         "call": {"delta": 0.4, "dte": 30, "settle": "shares", "min_credit": 0.05},
+         "manage": {**roll, "roll_strike": "rule", "roll_min_credit": 0.05, "early_assignment": True,
+                    "early_assignment_time_value": 0.2}},
+    ]
+    out.append(raw)
     return out
 
 
-@pytest.mark.parametrize("k", range(5))
+@pytest.mark.parametrize("k", range(6))
 def test_designed_scenarios(k):
-    check_scenario(_designed()[k], n_paths=4, replay_paths=2)
+    check_scenario(_designed()[k], n_paths=4, replay_paths=4 if k == 5 else 2)
 
 
 @pytest.mark.parametrize("seed", range(200))
@@ -595,7 +732,7 @@ def test_hypothesis_hand_made_markets(data, market_seed):
 def _dust_case() -> dict:
     """Seeded scenario 931, its bull put spread only: fractional contracts, position_fraction 1,
     max_open 1 on each of two underlyings (BBB, AAA)."""
-    raw = build_raw(RandomChooser(931))
+    raw = build_raw(RandomChooser(931), issue11=False)
     raw["strategies"] = [s for s in raw["strategies"] if s["name"] == "s1_bull_put_spread"]
     return raw
 
@@ -645,6 +782,13 @@ def test_reference_accounting_identity(seed):
             rhs = out["realised_pnl"] + _unrealised(run)
             assert lhs == pytest.approx(rhs, rel=1e-9, abs=1e-6), (rules, p)
             assert sum(m["premium"] for m in months) == pytest.approx(out["premium_collected"], rel=1e-12, abs=1e-9)
+            assert sum(m["net_premium"] for m in months) == pytest.approx(out["net_premium_collected"], rel=1e-12, abs=1e-9)
+            # net premium = premium - buy-back debits (closes; the old side of rolls)
+            assert out["net_premium_collected"] <= out["premium_collected"] + 1e-9
+            closes = sum(tr["debit"] * 100.0 * tr["contracts"] for tr in run.trades if "debit" in tr)
+            if out["rolls"] == 0:
+                assert out["net_premium_collected"] == pytest.approx(out["premium_collected"] - closes, rel=1e-12, abs=1e-6)
+            assert out["closes"] == out["close_dte_closes"] + out["max_rolls_closes"] + out["unable_to_roll_closes"]
             assert out["options_sold"] == out["puts_sold"] + out["calls_sold"] + out["spreads_sold"]
 
 
@@ -685,22 +829,61 @@ def test_reference_hand_made_wheel_cycle():
     assert out["per_path"]["assignments"] == 1 and out["per_path"]["called_away"] == 1
 
 
+def _gather_coverage() -> None:
+    """Run alone (no comparison ran before): the reference over the designed, seeded and seeded
+    hand-made sets, as the comparisons would, to fill the coverage counters."""
+    if N_COMPARED["runs"]:
+        return
+    cases = [(raw, None) for raw in _designed()]
+    cases += [(build_raw(RandomChooser(1000 + s)), None) for s in range(200)]
+    for s in range(150):
+        ch = RandomChooser(20000 + s)
+        raw = build_raw(ch)
+        cases.append((raw, hand_made_market(ch, parse_scenario(raw), n_paths=3)))
+    for raw, market in cases:
+        scenario = parse_scenario(raw)
+        if market is None:
+            market = mcsim.simulate_market(scenario, n_paths=4 if raw in cases[:5] else 3, seed=scenario.run.seed)
+        for rules in list(scenario.strategies) + ["buy_and_hold", "cash"]:
+            for p in range(market.n_paths):
+                _observe(scenario, rules, run_reference(scenario, rules, market.spot[p], market.atm_iv[p],
+                                                        market.regime[p]))
+                N_COMPARED["runs"] += 1
+        N_COMPARED["scenarios"] += 1
+
+
 def test_every_action_occurs():
     """Across the generated set (reference and replay logs), every trade-log action occurs."""
-    if not SEEN_ACTIONS:  # run alone: gather the actions of the designed and seeded sets
-        for raw in _designed() + [build_raw(RandomChooser(1000 + s)) for s in range(200)]:
-            scenario = parse_scenario(raw)
-            market = mcsim.simulate_market(scenario, n_paths=3, seed=scenario.run.seed)
-            for rules in list(scenario.strategies) + ["buy_and_hold", "cash"]:
-                for p in range(3):
-                    out = run_reference(scenario, rules, market.spot[p], market.atm_iv[p], market.regime[p])
-                    SEEN_ACTIONS.update(row["action"] for row in out["log"])
-                    kind = rules if isinstance(rules, str) else rules.kind
-                    SEEN_EVENTS.update((kind, row["action"], row["kind"]) for row in out["log"])
+    _gather_coverage()
     missing = [a for a in ACTIONS if SEEN_ACTIONS[a] == 0]
     assert not missing, f"never occurred: {missing}; seen {dict(SEEN_ACTIONS)}"
     missing = sorted(e for e in EVENTS if SEEN_EVENTS[e] == 0)
     assert not missing, f"(strategy kind, action, option kind) never seen: {missing}"
+
+
+def test_every_reason_occurs():
+    """issue 11: every `reason` of the trade log occurs, with every action it goes with."""
+    _gather_coverage()
+    assert set(REASONS) == set(REASON_NAMES)
+    missing = [r for r in REASONS if SEEN_REASONS[r] == 0]
+    assert not missing, f"reasons never seen: {missing}; seen {dict(SEEN_REASONS)}"
+    missing = sorted(e for e in ACTION_REASONS if SEEN_ACTION_REASONS[e] == 0)
+    assert not missing, f"(action, reason) never seen: {missing}"
+
+
+def test_every_new_rule_is_exercised():
+    """issue 11: both roll_strike modes roll, and every branch of the new rules is taken
+    (early exercise of puts, calls with q > r and spreads, kept by the American price; the
+    early-assigned spread's long put sold and exercised; debits capped at the width; credit
+    scans that move, stay and refuse; rule rolls accepted and refused; min_credit refusals)."""
+    _gather_coverage()
+    print("compared:", dict(N_COMPARED))
+    print("reasons:", dict(SEEN_REASONS))
+    print("rolls by roll_strike:", dict(SEEN_ROLL_MODES))
+    print("branches:", dict(SEEN_BRANCHES))
+    assert SEEN_ROLL_MODES["credit"] > 0 and SEEN_ROLL_MODES["rule"] > 0, dict(SEEN_ROLL_MODES)
+    missing = [b for b in BRANCHES if SEEN_BRANCHES[b] == 0]
+    assert not missing, f"branches never taken: {missing}; seen {dict(SEEN_BRANCHES)}"
 
 
 def test_float_dust_paths_are_rare():
