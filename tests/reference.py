@@ -51,6 +51,7 @@ from mcsim.scenario import StrategyRules, calendar_days_to_steps
 __all__ = ["run_reference", "Position", "PathRun", "PER_PATH_FIELDS", "MONTHLY_FIELDS", "LOG_FIELDS"]
 
 SHARES_PER_CONTRACT = 100.0
+PEAK_RTOL = 1e-12  # below the running peak by more than this (relative) is a drawdown day
 MIN_CONTRACTS = 1e-6  # a new position smaller than this is no trade (semantics: fractional minimum)
 
 PER_PATH_FIELDS = (
@@ -938,7 +939,7 @@ class PathRun:
             x = x + paid  # drawdowns on equity plus the withdrawals paid so far
             peak = max(peak, x)
             max_dd = min(max_dd, x / peak - 1.0)
-            run = run + 1 if x < peak else 0
+            run = run + 1 if x < peak * (1.0 - PEAK_RTOL) else 0  # level within rounding is level
             longest = max(longest, run)
         out["max_drawdown"] = max_dd
         out["max_drawdown_days"] = longest

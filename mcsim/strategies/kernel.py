@@ -27,6 +27,10 @@ from .positions import (
 )
 
 
+# A step counts towards max_drawdown_days when equity + withdrawals so far is below its running
+# peak by more than this (relative): a withdrawal leaves the sum level, up to a few ulps of rounding.
+PEAK_RTOL = 1e-12
+
 # ------------------------------------------------------------------------------------------
 # carry, withdrawals, early assignment
 
@@ -248,9 +252,11 @@ def run_path(mk, rules, book, out):
                     max_dd = dd
             peak = dd_eq
             trough = dd_eq
-        if dd_eq < peak:
-            if dd_eq < trough:
-                trough = dd_eq
+        if dd_eq < trough:
+            trough = dd_eq
+        if dd_eq < peak * (1.0 - PEAK_RTOL):
+            # below the peak by more than the rounding of the withdrawals paid so far (a
+            # withdrawal leaves equity + withdrawals level, up to a few ulps)
             run += 1
             if run > max_run:
                 max_run = run
