@@ -156,6 +156,13 @@ class PathRun:
         self.q = [u.dividend_yield for u in scenario.underlyings]
         self.skew = [u.implied_vol.skew for u in scenario.underlyings]
         self.floor = [u.implied_vol.floor for u in scenario.underlyings]
+        # ATM IV term structure of a stochastic-vol underlying (Option prices): kappa, and per
+        # regime theta + lambda (jump_mean^2 + jump_std^2) and the IV premium
+        self.term = [None if u.stochastic_vol is None else
+                     (u.stochastic_vol.mean_reversion,
+                      [(u.volatility[g] ** 2 + u.jump_intensity[g] * (u.jump_mean[g] ** 2 + u.jump_std[g] ** 2),
+                        u.implied_vol.premium[g]) for g in range(scenario.regimes.count)])
+                     for u in scenario.underlyings]
         self.strike_step = [u.strike_step for u in scenario.underlyings]
         self.expiry_every = [u.expiry_every_days for u in scenario.underlyings]
         # covered_call: an ITM call at expiry is settled in cash ("cash", the default) or the
@@ -203,10 +210,27 @@ class PathRun:
     def tau(self, expiry):
         return (expiry - self.t) / self.spy
 
+    def atm_at(self, u, expiry):
+        """ATM IV for `expiry`: the market's 30-day ATM IV a, flat, or for a stochastic-vol
+        underlying sqrt(theta + jv + (v - theta) B(tau)) + premium with v solved from a at 30
+        calendar days, B(tau) = (1 - exp(-kappa tau)) / (kappa tau), floored."""
+        a = float(self.atm[self.t, u])
+        if self.term[u] is None:
+            return a
+        kappa, per_regime = self.term[u]
+        base, prem = per_regime[int(self.regime[self.t])]
+
+        def b(tau):
+            return -math.expm1(-kappa * tau) / (kappa * tau) if kappa * tau > 0 else 1.0
+
+        c = max(a - prem, 0.0)
+        x = base + (c * c - base) * (b(self.tau(expiry)) / b(30.0 / 365.0))
+        return max(self.floor[u], math.sqrt(max(x, 0.0)) + prem)
+
     def iv(self, u, strike, expiry):
         t = self.t
         g = int(self.regime[t])
-        return smile_iv_nb(float(self.atm[t, u]), self.S(u), float(strike), self.tau(expiry), self.r,
+        return smile_iv_nb(self.atm_at(u, expiry), self.S(u), float(strike), self.tau(expiry), self.r,
                            self.q[u], float(self.skew[u][g]), self.floor[u])
 
     def option_mid(self, u, strike, expiry, is_call):
@@ -357,7 +381,7 @@ class PathRun:
         if delta is not None:
             g = int(self.regime[self.t])
             k = strike_for_delta_nb(S, float(delta), self.tau(expiry), self.r, self.q[u],
-                                    float(self.atm[self.t, u]), is_call, float(self.skew[u][g]),
+                                    self.atm_at(u, expiry), is_call, float(self.skew[u][g]),
                                     self.floor[u])
         else:
             k = S * (1.0 + otm) if is_call else S * (1.0 - otm)

@@ -355,3 +355,42 @@ def test_heston_beside_a_constant_vol_underlying(tmp_path):
     c = np.corrcoef(scaled, x[:, :, 1][live])[0, 1]
     assert abs(c - 0.8) < 0.04, c  # (the step mixes v_t and v_{t+1}: 0.77 here)
     assert np.corrcoef(x[:, :, 0].ravel(), x[:, :, 1].ravel())[0, 1] < 0.75
+
+
+def test_options_are_priced_on_the_heston_term_structure(tmp_path):
+    """The strategy kernels' ATM IV for an option k steps from expiry (`atm_for`) is the issue's
+    sqrt(theta + (v - theta) B(tau) + jump variance) + premium of the market's variance, inside
+    the tau table and beyond it; flat (the 30-day IV) for constant-vol underlyings."""
+    from mcsim.strategies.layout import Market
+    from mcsim.strategies.params import all_strategies, to_kernel
+    from mcsim.strategies.positions import atm_for
+
+    sc = scenario(tmp_path, REGIME_TOML, ["run.horizon_years=0.25"])
+    m = simulate_market(sc, 20, seed=11)
+    rules = to_kernel(all_strategies(sc)[0], sc).rules
+    spy, kappa = sc.run.steps_per_year, 4.0
+    theta = np.array([0.12, 0.17, 0.30]) ** 2
+    jv = np.array([0.5, 1.5, 6.0]) * (np.array([-0.02, -0.03, -0.06]) ** 2 + np.array([0.03, 0.04, 0.08]) ** 2)
+    prem = np.array([0.02, 0.03, 0.05])
+    L = int(rules.p[0]["tab_len"])
+    got, want, flat = [], [], []
+    for p in range(m.n_paths):
+        mk = Market(m.spot[p], m.atm_iv[p], m.regime[p])
+        for t in range(0, m.n_steps + 1, 7):
+            g, v = int(m.regime[p, t]), float(m.variance[p, t, 0])
+            for k in (0, 1, 5, 21, L - 1, L, L + 40, 250):
+                tau = k / spy
+                b = (1 - math.exp(-kappa * tau)) / (kappa * tau) if k else 1.0
+                want.append(max(0.05, math.sqrt(theta[g] + (v - theta[g]) * b + jv[g]) + prem[g]))
+                got.append(atm_for(t, 0, k, mk, rules))
+                flat.append(m.atm_iv[p, t, 0])
+    got, want, flat = map(np.array, (got, want, flat))
+    assert np.abs(got - want).max() < 1e-12
+    assert np.abs(flat - want).max() > 0.01  # negative control: a flat curve is clearly off
+    # a constant-vol twin: the curve is flat
+    twin = scenario(tmp_path, RN_TOML.replace("[underlyings.stochastic_vol]", "volatility = 0.2\n[x]")
+                    .split("[x]")[0])
+    mt = simulate_market(twin, 2, seed=1)
+    rt = to_kernel(all_strategies(twin)[0], twin).rules
+    mk = Market(mt.spot[0], mt.atm_iv[0], mt.regime[0])
+    assert all(atm_for(3, 0, k, mk, rt) == mt.atm_iv[0, 3, 0] for k in (0, 2, 40, 400))

@@ -347,9 +347,9 @@ def _strategy(ch, i: int, names: list[str]) -> dict:
     return s
 
 
-def build_raw(ch, issue11: bool = True) -> dict:
-    """A random scenario table (what a TOML file would hold); `issue11=False` leaves out the
-    draws of issue 11 (`_issue11_draws`)."""
+def build_raw(ch, issue11: bool = True, issue12: bool = True) -> dict:
+    """A random scenario table (what a TOML file would hold); `issue11=False` / `issue12=False`
+    leave out the draws of issue 11 (`_issue11_draws`) / issue 12 (`_issue12_draws`)."""
     n_steps = ch.integer(40, 150)
     spy = ch.choice([252, 252, 252, 250, 365, 52])
     n_reg = ch.choice([1, 1, 2, 3])
@@ -403,7 +403,21 @@ def build_raw(ch, issue11: bool = True) -> dict:
     raw["strategies"] = [_strategy(ch, i, und_names) for i in range(ch.choice([1, 2, 3]))]
     if issue11:
         _issue11_draws(ch, raw, n_steps, und_names)
+    if issue12:
+        _issue12_draws(ch, raw)
     return raw
+
+
+def _issue12_draws(ch, raw: dict) -> None:
+    """Drawn last: stochastic vol (its ATM IV term structure prices every option whose expiry is
+    not 30 calendar days away) on some underlyings, `volatility` becoming its long_run_vol."""
+    for u in raw["underlyings"]:
+        if ch.coin(0.3):
+            sv = {"mean_reversion": ch.choice([0.5, 4.0, 30.0]), "long_run_vol": u.pop("volatility"),
+                  "vol_of_vol": ch.choice([0.3, 0.9]), "spot_vol_correlation": ch.choice([-0.7, 0.0])}
+            if ch.coin(0.5):
+                sv["initial_vol"] = ch.choice([0.1, 0.4])
+            u["stochastic_vol"] = sv
 
 
 def _issue11_draws(ch, raw: dict, n_steps: int, names: list[str]) -> None:

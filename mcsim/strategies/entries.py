@@ -21,7 +21,7 @@ from .options_nb import (
     nearest_expiry, rule_strike, sell_fill,
 )
 from .positions import (
-    add_position, book_sale, log_event, mark, mark_fn, min_strike_level, reserved_cash,
+    add_position, atm_for, book_sale, log_event, mark, mark_fn, min_strike_level, reserved_cash,
     trade_mids,
 )
 
@@ -49,17 +49,18 @@ def _entry_terms(t, u, is_call, mk, rules):
     mode, value, dte = entry_rule(is_call, active, p)
     e = nearest_expiry(t + dte, t, und.expiry_every)
     tau = (e - t) / p.steps_per_year
-    k = rule_strike(mk.spot[t, u], mk.atm[t, u], tau, p.rate, und.div,
+    k = rule_strike(mk.spot[t, u], atm_for(t, u, e - t, mk, rules), tau, p.rate, und.div,
                     (rules.skew[u, mk.reg[t]], und.iv_floor), und.strike_step, (mode, value),
                     is_call)
     return e, tau, k
 
 
 @njit(cache=True, nogil=True, _nrt=False)
-def _leg_iv(t, u, k, tau, mk, rules):
-    """Smile IV of strike k on u at step t (for the log)."""
+def _leg_iv(t, u, k, e, mk, rules):
+    """Smile IV of strike k on u at step t for expiry step e (for the log)."""
     und = rules.und[u]
-    return leg_iv(mk.spot[t, u], mk.atm[t, u], k, tau, rules.p[0].rate, und.div,
+    tau = (e - t) / rules.p[0].steps_per_year
+    return leg_iv(mk.spot[t, u], atm_for(t, u, e - t, mk, rules), k, tau, rules.p[0].rate, und.div,
                   rules.skew[u, mk.reg[t]], und.iv_floor)
 
 
@@ -93,7 +94,7 @@ def sell_put(t, m, u, equity, mk, rules, book, out):
         book.hold[u].cycle = fill      # a new cycle: no shares are held
     book_sale(fill, c, np.int64(Leg.PUT), m, out)
     if p.log != 0:
-        iv = _leg_iv(t, u, k, tau, mk, rules)
+        iv = _leg_iv(t, u, k, e, mk, rules)
         log_event(t, (np.int64(Action.SELL_PUT), np.int64(Reason.ENTRY), u, np.int64(Leg.PUT), e),
                   (k, math.nan, c, fill, iv), mk, rules, book, out)
 
@@ -140,7 +141,7 @@ def sell_call(t, m, u, mk, rules, book, out):
     h.cycle += fill
     book_sale(fill, c, np.int64(Leg.CALL), m, out)
     if p.log != 0:
-        iv = _leg_iv(t, u, k, tau, mk, rules)
+        iv = _leg_iv(t, u, k, e, mk, rules)
         log_event(t, (np.int64(Action.SELL_CALL), np.int64(Reason.ENTRY), u, np.int64(Leg.CALL),
                       e), (k, math.nan, c, fill, iv), mk, rules, book, out)
 
@@ -178,7 +179,7 @@ def open_spread(t, m, u, equity, mk, rules, book, out):
                  (c, credit, 2.0 * comm * c), (ms, ml))
     book_sale(credit, c, np.int64(Leg.SPREAD), m, out)
     if p.log != 0:
-        iv = _leg_iv(t, u, ks, tau, mk, rules)
+        iv = _leg_iv(t, u, ks, e, mk, rules)
         log_event(t, (np.int64(Action.OPEN_SPREAD), np.int64(Reason.ENTRY), u,
                       np.int64(Leg.SPREAD), e), (ks, kl, c, credit, iv), mk, rules, book, out)
 

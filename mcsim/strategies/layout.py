@@ -5,8 +5,8 @@ Kernels take a few NamedTuple bundles of record arrays, so a signature reads
 
 * ``Market`` (mk): one path's rows of the market;
 * ``Rules``: the strategy's parameters ``p[0]`` (RULES_DT), its underlyings ``su``, the
-  per-underlying table ``und`` (UND_DT), smile skews ``skew[u, regime]`` and the tau tables
-  ``tab[u, k]`` (TAU_DT) over k steps to expiry;
+  per-underlying table ``und`` (UND_DT), smile skews ``skew[u, regime]``, the tau tables
+  ``tab[u, k]`` (TAU_DT) over k steps to expiry and the IV term structure ``ts[u, regime]``;
 * ``Book``: open positions ``pos`` (POS_DT, opening order), holdings ``hold[u]`` (HOLD_DT) and
   the scalars ``st[0]`` (STATE_DT: cash, counters);
 * ``Out``: the path's row ``path[0]`` (PATH_DT), its months ``month`` (MONTH_DT), the log
@@ -195,6 +195,9 @@ UND_DT = np.dtype([
     ("iv_floor", np.float64),
     ("expiry_every", np.int64),      # steps between listed expiries
     ("american", np.int64),          # 1: American-style (marks >= intrinsic, early exercise)
+    ("term", np.int64),              # 1: stochastic vol: ATM IV has a term structure (ts, tab.term)
+    ("kappa", np.float64),           # variance mean reversion, per year (term only)
+    ("b30", np.float64),             # B(30/365) = (1 - exp(-kappa tau)) / (kappa tau) (term only)
 ], align=True)
 
 # Per (underlying, k steps to expiry), tau = k / steps_per_year years.
@@ -204,6 +207,7 @@ TAU_DT = np.dtype([
     ("df_q", np.float64),            # exp(-q tau)
     ("drift", np.float64),           # (r - q) tau
     ("isqt", np.float64),            # 1 / sqrt(tau), 0 at k = 0
+    ("term", np.float64),            # B(tau) / B(30/365): the term-structure weight (1: flat)
 ], align=True)
 
 # An open position (slot), in opening order.
@@ -338,6 +342,7 @@ class Rules(NamedTuple):
     und: np.ndarray      # UND_DT (n_u,)
     skew: np.ndarray     # float64 (n_u, n_regimes)
     tab: np.ndarray      # TAU_DT (n_u, tab_len)
+    ts: np.ndarray       # float64 (n_u, n_regimes, 2): term structure (theta + jump var, premium)
 
 
 class Book(NamedTuple):

@@ -69,6 +69,21 @@ def pair_from_terms(s, a, strikes, terms, skew, floor, is_call, two, american):
     return m1, m2
 
 
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def term_atm(a, base, premium, weight, floor):
+    """ATM IV at another tenor from the 30-day ATM IV `a` of a stochastic-vol underlying.
+
+    The market's a = sqrt(theta + jv + (v - theta) B30) + premium (+ shock excess), base =
+    theta + jv (jump variance), weight = B(tau) / B30 with B(tau) = (1 - exp(-kappa tau)) /
+    (kappa tau): the result is sqrt(base + ((a - premium)^2 - base) weight) + premium, floored,
+    i.e. the Heston expected average variance over tau when a carries no shock excess (an
+    excess is carried along the curve like variance above theta). weight = 1 returns a.
+    """
+    c = max(a - premium, 0.0)
+    x = base + (c * c - base) * weight
+    return max(floor, math.sqrt(max(x, 0.0)) + premium)
+
+
 @njit(cache=True, nogil=True, _nrt=False)
 def leg_iv(s, a, k, tau, rate, div, skew, floor):
     """Smile IV of strike k (per-share $) at time to expiry tau (years); a = ATM IV."""

@@ -14,14 +14,15 @@ from typing import NamedTuple
 import numpy as np
 
 from mcsim.kinds import KINDS
+from mcsim.market.core import IV_TENOR_DAYS
 from mcsim.scenario import Scenario, StrategyRules, baseline_rules, calendar_days_to_steps
 
 from .layout import (
     RULES_DT, TAU_DT, UND_DT, HighIV, MinStrike, RollStrike, RollWhen, Rules, StrikeRule, Width, records,
 )
 
-__all__ = ["KernelParams", "to_kernel", "baseline_rules", "all_strategies", "underlying_tables",
-           "with_steps"]
+__all__ = ["KernelParams", "to_kernel", "baseline_rules", "all_strategies", "underlying_tables", "term_b",
+           "term_structure", "with_steps"]
 
 
 class KernelParams(NamedTuple):
@@ -60,7 +61,32 @@ def underlying_tables(scenario: Scenario, cash_settle: bool = False) -> tuple[np
         und[j]["expiry_every"] = int(u.expiry_every_days)
         und[j]["american"] = u.exercise == "american" and not cash_settle
         skew[j] = np.asarray(u.implied_vol.skew, dtype=np.float64)
+        sv = u.stochastic_vol
+        if sv is not None:
+            und[j]["term"] = 1
+            und[j]["kappa"] = float(sv.mean_reversion)
+            und[j]["b30"] = term_b(IV_TENOR_DAYS / 365.0, float(sv.mean_reversion))
     return und, skew
+
+
+def term_b(tau: float, kappa: float) -> float:
+    """B(tau) = (1 - exp(-kappa tau)) / (kappa tau), the weight of v_t - theta in the expected
+    average variance over tau years (1 at tau = 0)."""
+    x = kappa * tau
+    return -math.expm1(-x) / x if x > 0.0 else 1.0
+
+
+def term_structure(scenario: Scenario) -> np.ndarray:
+    """float64 (n_u, n_regimes, 2): per underlying and regime (theta + lambda (mu_J^2 + s_J^2),
+    IV premium) of the ATM IV term structure (zeros for constant-vol underlyings)."""
+    ts = np.zeros((scenario.n_underlyings, scenario.regimes.count, 2))
+    for j, u in enumerate(scenario.underlyings):
+        if u.stochastic_vol is None:
+            continue
+        for r in range(scenario.regimes.count):
+            jv = u.jump_intensity[r] * (u.jump_mean[r] ** 2 + u.jump_std[r] ** 2)
+            ts[j, r] = (float(u.volatility[r]) ** 2 + jv, float(u.implied_vol.premium[r]))
+    return ts
 
 
 _STRIKE_RULE = {"delta": StrikeRule.DELTA, "otm_pct": StrikeRule.OTM}
@@ -141,7 +167,8 @@ def to_kernel(rules: StrategyRules, scenario: Scenario, log: bool = False) -> Ke
         _high_iv(p, rules.high_iv, spy)
     und, skew = underlying_tables(scenario, bool(p["cash_settle"]))
     tab, p["tab_len"] = _tau_tables(scenario, p)
-    bundle = Rules(p=arr, su=su, und=und, skew=np.ascontiguousarray(skew), tab=tab)
+    bundle = Rules(p=arr, su=su, und=und, skew=np.ascontiguousarray(skew), tab=tab,
+                   ts=term_structure(scenario))
     return KernelParams(name=rules.name, kind=rules.kind, rules=bundle)
 
 
@@ -158,7 +185,8 @@ def _tau_tables(scenario: Scenario, p) -> tuple[np.ndarray, int]:
 
     L covers every (expiry - step) an open position can have: the longest entry dte (or
     roll_dte + roll_out_days) plus one listed-expiry spacing. Values are computed exactly as the
-    kernel would: tau = k / spy, sqrt(tau), exp(-r tau), exp(-q tau), (r - q) tau, 1 / sqrt(tau).
+    kernel would: tau = k / spy, sqrt(tau), exp(-r tau), exp(-q tau), (r - q) tau, 1 / sqrt(tau),
+    and the term-structure weight B(tau) / B(30/365) (1 for constant-vol underlyings).
     """
     run = scenario.run
     spy = run.steps_per_year
@@ -170,10 +198,14 @@ def _tau_tables(scenario: Scenario, p) -> tuple[np.ndarray, int]:
     r = float(run.risk_free_rate)
     for j, u in enumerate(scenario.underlyings):
         q = float(u.dividend_yield)
+        sv = u.stochastic_vol
+        kappa = float(sv.mean_reversion) if sv is not None else 0.0
+        b30 = term_b(IV_TENOR_DAYS / 365.0, kappa)
         for k in range(L):
             tau = k / spy
             tab[j, k] = (math.sqrt(tau), math.exp(-r * tau), math.exp(-q * tau), (r - q) * tau,
-                         1.0 / math.sqrt(tau) if k > 0 else 0.0)
+                         1.0 / math.sqrt(tau) if k > 0 else 0.0,
+                         term_b(tau, kappa) / b30 if sv is not None else 1.0)
     return tab, L
 
 

@@ -23,7 +23,7 @@ from mcsim.pricing import round_strike_nb
 from .layout import NO, SHARE_DUST, Action, HighIV, Leg, MinStrike, Reason, RollStrike, RollWhen
 from .options_nb import (
     buy_fill, close_debit, entry_rule, high_iv_active, leg_abs_delta, leg_iv, min_strike_grid,
-    nearest_expiry, pair_from_terms, roll_acceptable, rule_strike, sell_fill,
+    nearest_expiry, pair_from_terms, roll_acceptable, rule_strike, sell_fill, term_atm,
 )
 
 # a credit roll scans at most this many listed strikes away from the old one
@@ -32,6 +32,24 @@ ROLL_SCAN = 1000
 
 # ------------------------------------------------------------------------------------------
 # prices and marks
+
+
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def atm_for(t, u, k, mk, rules):
+    """ATM IV of u at step t for an option k steps from expiry: the market's 30-day ATM IV, moved
+    along the Heston term structure for a stochastic-vol underlying (`term_atm`), flat otherwise."""
+    a = mk.atm[t, u]
+    und = rules.und[u]
+    if und.term == 0:
+        return a
+    p = rules.p[0]
+    if k < p.tab_len:
+        w = rules.tab[u, k].term
+    else:
+        x = und.kappa * (k / p.steps_per_year)
+        w = (-math.expm1(-x) / x if x > 0.0 else 1.0) / und.b30
+    r = mk.reg[t]
+    return term_atm(a, rules.ts[u, r, 0], rules.ts[u, r, 1], w, und.iv_floor)
 
 
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
@@ -71,7 +89,7 @@ def mids_at(t, u, k, strikes, leg, mk, rules, hold):
         df_r = math.exp(-p.rate * tau)
         df_q = math.exp(-und.div * tau)
         drift = (p.rate - und.div) * tau
-    return pair_from_terms(s, mk.atm[t, u], strikes, (sqt, isqt, df_r, df_q, h.log_s + drift),
+    return pair_from_terms(s, atm_for(t, u, k, mk, rules), strikes, (sqt, isqt, df_r, df_q, h.log_s + drift),
                            rules.skew[u, mk.reg[t]], und.iv_floor, is_call, two,
                            und.american != 0)
 
@@ -162,7 +180,7 @@ def short_iv(t, i, mk, rules, book):
     p = rules.p[0]
     und = rules.und[u]
     tau = (ps.expiry - t) / p.steps_per_year
-    return leg_iv(mk.spot[t, u], mk.atm[t, u], ps.strike, tau, p.rate, und.div,
+    return leg_iv(mk.spot[t, u], atm_for(t, u, ps.expiry - t, mk, rules), ps.strike, tau, p.rate, und.div,
                   rules.skew[u, mk.reg[t]], und.iv_floor)
 
 
@@ -465,7 +483,7 @@ def exercised_early(t, i, intrinsic, mk, rules, book):
     s = mk.spot[t, u]
     tau = (ps.expiry - t) / p.steps_per_year
     is_call = ps.leg == Leg.CALL
-    iv = leg_iv(s, mk.atm[t, u], ps.strike, tau, p.rate, und.div, rules.skew[u, mk.reg[t]],
+    iv = leg_iv(s, atm_for(t, u, ps.expiry - t, mk, rules), ps.strike, tau, p.rate, und.div, rules.skew[u, mk.reg[t]],
                 und.iv_floor)
     am = baw_price_nb(s, ps.strike, tau, p.rate, und.div, iv, is_call)
     return am - intrinsic < tv
@@ -482,7 +500,7 @@ def challenged(t, i, mk, rules, book):
     if p.roll_when == RollWhen.DELTA:
         und = rules.und[u]
         tau = (ps.expiry - t) / p.steps_per_year
-        d = leg_abs_delta(s, mk.atm[t, u], k, tau, p.rate, und.div, rules.skew[u, mk.reg[t]],
+        d = leg_abs_delta(s, atm_for(t, u, ps.expiry - t, mk, rules), k, tau, p.rate, und.div, rules.skew[u, mk.reg[t]],
                           und.iv_floor, ps.leg == Leg.CALL)
         return d >= p.roll_delta
     if ps.leg == Leg.CALL:
@@ -578,7 +596,7 @@ def roll_position(t, m, i, mk, rules, book, out):
         tau = (e_new - t) / p.steps_per_year
         active = p.hiv_mode != HighIV.OFF and high_iv_active(t, u, mk.atm, p)
         mode, value, dte = entry_rule(is_call, active, p)
-        k_rule = rule_strike(s, mk.atm[t, u], tau, p.rate, und.div,
+        k_rule = rule_strike(s, atm_for(t, u, e_new - t, mk, rules), tau, p.rate, und.div,
                              (rules.skew[u, mk.reg[t]], und.iv_floor), step, (mode, value), is_call)
         if not (k_rule > 0.0):
             return False
