@@ -100,10 +100,24 @@ def _add_run_options(p: argparse.ArgumentParser, *, sets: bool = True, out: bool
     p.add_argument("--quiet", action="store_true", help="print nothing on stdout, no progress bar")
 
 
+def _monthly_mode(text: str) -> str:
+    from .io import MONTHLY_MODES
+
+    if text not in MONTHLY_MODES:
+        raise argparse.ArgumentTypeError(f'"{text}" is not allowed (must be one of {", ".join(MONTHLY_MODES)})')
+    return text
+
+
+_monthly_mode.__name__ = "monthly"
+
+
 def _add_output_options(p: argparse.ArgumentParser) -> None:
-    """--json and --no-report (run, compare)."""
+    """--json, --no-report and --monthly (run, compare)."""
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of the table")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
+    p.add_argument("--monthly", type=_monthly_mode, default="first",
+                   help="monthly.parquet: first (default: the first 10,000 paths), all (every path, "
+                        "written chunk by chunk) or none")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -243,11 +257,18 @@ class _Progress:
             self.shown = False
 
 
-def _simulate(scenario, args, label: str = ""):
+def _simulate(scenario, args, label: str = "", monthly_sink=None):
     from mcsim import simulate  # looked up on the package, so tests can substitute it
     n = scenario.run.paths
     chunk = scenario.run.chunk_paths
     kwargs = {"n_paths": n, "seed": scenario.run.seed, "chunk_paths": chunk}
+    if monthly_sink is not None:
+        kwargs["monthly_sink"] = monthly_sink
+    from . import io
+    from .engine import MONTHLY_LIMIT
+
+    if io.MONTHLY_SUBSET_PATHS != MONTHLY_LIMIT:   # a changed limit (tests) reaches the engine too
+        kwargs["monthly_limit"] = io.MONTHLY_SUBSET_PATHS
     show = not getattr(args, "quiet", False) and sys.stderr.isatty()
     bar = _Progress(n, chunk, show, label)
     kwargs["progress"] = bar
@@ -301,10 +322,12 @@ def cmd_run(args) -> int:
     target = Path(args.out) if args.out else _default_out(args.scenario)
     io.check_target(target, args.force)
     with io.staged_dir(target, force=args.force) as tmp:
-        result = _simulate(scenario, args)
+        writer = io.MonthlyWriter(tmp / "monthly.parquet") if args.monthly == "all" else None
+        result = _simulate(scenario, args, monthly_sink=writer)
         summary = metrics.summarize(result)
         io.write_result_files(result, tmp, summary=summary, overrides=sets,
-                              extra={"command": ["mcsim", *sys.argv[1:]]}, report=not args.no_report)
+                              extra={"command": ["mcsim", *sys.argv[1:]]}, report=not args.no_report,
+                              monthly=args.monthly, monthly_writer=writer)
     _say(args, f"{scenario.title or Path(args.scenario).stem}: {result.n_paths:,} paths x {result.n_steps} steps, "
                f"seed {result.seed}, {result.wall_time:.1f}s")
     _say(args, metrics.format_table(summary) + "\n" + metrics.table_legend(summary), table=True)
@@ -341,6 +364,7 @@ def _combine(results: list, stems: list[str]):
             if s not in BASELINES:
                 counts[s] = counts.get(s, 0) + 1
     pps, mos, names = [], [], []
+    stats: dict | None = {} if all(getattr(r, "monthly_stats", None) for r in results) else None
     for i, (r, stem) in enumerate(zip(results, stems)):
         keep = [s for s in r.strategies if s not in BASELINES or i == 0]
         rename = {s: (f"{stem}:{s}" if counts.get(s, 0) > 1 else s) for s in keep}
@@ -350,6 +374,8 @@ def _combine(results: list, stems: list[str]):
                 new += "'"
             rename[s] = new
             names.append(new)
+            if stats is not None:
+                stats[new] = r.monthly_stats[s]
         for df, acc in ((r.per_path, pps), (r.monthly, mos)):
             sub = df[df["strategy"].isin(keep)].copy()
             sub["strategy"] = sub["strategy"].astype(str).map(rename)
@@ -362,7 +388,8 @@ def _combine(results: list, stems: list[str]):
         scenario=first.scenario, seed=first.seed, n_paths=first.n_paths, n_steps=first.n_steps,
         chunk_paths=getattr(first, "chunk_paths", None), block_paths=getattr(first, "block_paths", None),
         wall_time=wall, path_steps_per_second=sum(r.n_paths * r.n_steps for r in results) / wall if wall else None,
-        strategies=tuple(order),
+        strategies=tuple(order), monthly_stats=stats,
+        monthly_paths=min((getattr(r, "monthly_paths", None) or r.n_paths) for r in results),
     )
 
 
@@ -387,6 +414,9 @@ def cmd_compare(args) -> int:
     if target is not None:
         io.check_target(target, args.force)
     stage = io.staged_dir(target, force=args.force) if target is not None else contextlib.nullcontext(None)
+    if args.monthly == "all":
+        _fail('mcsim compare: error: --monthly: "all" is not allowed (must be first or none for compare; '
+              "run mcsim run --monthly all on each scenario for every path's monthly rows)")
     with stage as tmp:
         results = [_simulate(sc, args, f"{stem} ") for sc, stem in zip(scenarios, stems)]
         combined = _combine(results, stems)
@@ -395,7 +425,7 @@ def cmd_compare(args) -> int:
             io.write_result_files(combined, tmp, summary=summary, overrides=sets, extra={
                 "command": ["mcsim", *sys.argv[1:]],
                 "compare": {stem: sc.to_dict() for stem, sc in zip(stems, scenarios)}},
-                report=not args.no_report)
+                report=not args.no_report, monthly=args.monthly)
     _say(args, f"compare: {', '.join(map(str, args.scenarios))} on the same {paths:,} paths (seed {seed})")
     _say(args, metrics.format_table(summary) + "\n" + metrics.table_legend(summary), table=True)
     _warn(summary)
@@ -516,10 +546,11 @@ def _metrics_rows(result, names_map: dict[str, str], point_cols: dict) -> list[d
 
     ctx = metrics.SummaryContext.from_result(result)
     pp, mo = result.per_path, result.monthly
+    stats = getattr(result, "monthly_stats", None) or {}
     rows = []
     for src, shown in names_map.items():
         m = metrics.to_jsonable(metrics.strategy_metrics(pp[pp["strategy"] == src], mo[mo["strategy"] == src],
-                                                         ctx, regimes=False))
+                                                         ctx, regimes=False, stats=stats.get(src)))
         rows.append({**point_cols, "strategy": shown, **_sweep_row(m, _p_beats_bh(pp, src))})
     return rows
 

@@ -2,9 +2,14 @@
 
 `simulate` generates each chunk's market once (``generate_market``) and runs every strategy of
 the scenario plus the baselines ``buy_and_hold`` and ``cash`` on the same arrays (common random
-numbers). Memory per step lives only inside a chunk; what leaves a chunk is per path or per
-(path, month). Every path is computed on its own, so results are bit-identical for any chunk
-size and thread count. Table columns: docs/semantics.md "Result tables". Money in dollars.
+numbers). Memory per step lives only inside a chunk; what leaves a chunk is per path, or is
+reduced as the chunk finishes: path-month data goes into each strategy's
+`streaming.MonthlyStats` (per-path moments, a fixed-bin histogram), and only the first
+`monthly_limit` paths keep their monthly rows (`Result.monthly`; `monthly_sink` receives every
+chunk's rows, for `--monthly all`). So memory grows with paths (the per_path table), never with
+paths x months or paths x steps. Every path is computed on its own and reductions over paths run
+in path order at the end, so results are bit-identical for any chunk size and thread count.
+Table columns: docs/semantics.md "Result tables". Money in dollars.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from .validation import check_instance_arg, check_int_arg
 from .strategies.kernel import run_paths
 from .strategies.layout import ACTION_NAMES, LEG_NAMES, LOG_DT, MONTH_DT, PATH_DT, REASON_NAMES, records
 from .strategies.params import all_strategies, to_kernel, with_steps
+from .streaming import MonthlyStats
+
+MONTHLY_LIMIT = 10_000   # paths whose monthly rows `simulate` keeps by default (io.MONTHLY_SUBSET_PATHS)
 
 __all__ = ["Result", "simulate", "run_strategies", "replay", "PER_PATH_COLUMNS", "MONTHLY_COLUMNS"]
 
@@ -56,8 +64,12 @@ _STD_TINY = 1e-12        # a monthly std below this makes sharpe / sortino undef
 class Result:
     """Outcome of `simulate` / `run_strategies`.
 
-    per_path: one row per (strategy, path); monthly: one row per (strategy, path, month); columns
-    as in docs/semantics.md "Result tables". `path_steps_per_second` counts strategy path-steps
+    per_path: one row per (strategy, path). monthly: one row per (strategy, path, month) of the
+    first `monthly_paths` paths only (by default the first 10,000, `simulate(monthly_limit=...)`;
+    every path for `run_strategies`, `replay` and backtests); columns as in docs/semantics.md
+    "Result tables". monthly_stats: strategy -> `streaming.MonthlyStats`, the path-month
+    reductions over every path that `metrics.summarize` uses (None when `monthly` holds every
+    path-month the summary needs). `path_steps_per_second` counts strategy path-steps
     (n_paths x n_steps x len(strategies)) per second of wall time, market generation included.
     `block_paths` is the random-stream block size (None for user-supplied paths).
     """
@@ -73,6 +85,8 @@ class Result:
     wall_time: float
     path_steps_per_second: float
     strategies: tuple[str, ...]
+    monthly_stats: dict | None = None
+    monthly_paths: int | None = None
 
     # what a notebook shows (mcsim/notebook.py); the metrics are computed once per Result
     def summary(self) -> pd.DataFrame:
@@ -111,7 +125,8 @@ class Result:
 class _Plan:
     """Everything fixed for one run: kernel parameters, tables, output buffers, threads."""
 
-    def __init__(self, scenario: Scenario, n_paths: int, n_steps: int, threads: int | None):
+    def __init__(self, scenario: Scenario, n_paths: int, n_steps: int, threads: int | None,
+                 monthly_limit: int | None = None, streamed: bool = False):
         self.scenario = scenario
         run = scenario.run
         self.n_paths = n_paths
@@ -126,13 +141,20 @@ class _Plan:
         self.out_path = records((n_s, n_paths), PATH_DT)
         self.stats = np.zeros((n_s, n_paths, 3))             # ann_vol, sharpe, sortino
         self.regime = np.zeros((n_paths, 2))                 # dominant, stressed share
-        rows = n_s * n_paths * self.n_months
+        # monthly rows kept for the first `kept` paths; the rest are reduced into `mstats`
+        self.kept = n_paths if monthly_limit is None else min(n_paths, int(monthly_limit))
+        full = n_steps // self.month
+        self.mstats = ([MonthlyStats.empty(n_paths, full, run.initial_equity) for _ in range(n_s)]
+                       if streamed else None)
+        self.sink_cols = None
+        rows = n_s * self.kept * self.n_months
         self.m_cols = {k: np.zeros(rows) for k in ("premium", "net_premium", "realised_pnl", "mtm_return",
                                                     "withdrawn", "equity")}
         self.m_short = np.zeros(rows, dtype=np.bool_)
 
-    def run_chunk(self, first: int, spot, iv, regime, pool):
-        """Run every strategy on market rows for global paths [first, first + len(spot))."""
+    def run_chunk(self, first: int, spot, iv, regime, pool, sink=None):
+        """Run every strategy on market rows for global paths [first, first + len(spot));
+        `sink` (optional) receives this chunk's monthly rows of every strategy as a DataFrame."""
         rows = spot.shape[0]
         n_reg = self.scenario.regimes.count
         if regime.shape[0] and int(regime.max()) >= n_reg:
@@ -140,6 +162,7 @@ class _Plan:
         months = records((rows, self.n_months), MONTH_DT)
         dummy_log = records(1, LOG_DT)
         bounds = _split(rows, self.threads)
+        self.sink_cols = [] if sink is not None else None
         for s, kp in enumerate(self.kps):
             out_p = self.out_path[s, first:first + rows]
 
@@ -153,24 +176,32 @@ class _Plan:
                 list(pool.map(task, bounds))
             self._monthly(s, first, months)
         self._regimes(first, regime)
+        if sink is not None:
+            sink(self._chunk_frame(first, rows))
+            self.sink_cols = None
 
     def _monthly(self, s, first, months):
         rows = months.shape[0]
         nm = self.n_months
-        lo = (s * self.n_paths + first) * nm
-        hi = lo + rows * nm
         eq0 = months["eq_start"]
         eq1 = months["eq_end"]
         wd = months["withdrawn"]
         with np.errstate(divide="ignore", invalid="ignore"):
             mtm = np.where(eq0 > 0.0, (eq1 + wd) / eq0 - 1.0, np.nan)
-        self.m_cols["premium"][lo:hi] = months["premium"].ravel()
-        self.m_cols["net_premium"][lo:hi] = months["net_premium"].ravel()
-        self.m_cols["realised_pnl"][lo:hi] = months["realised_pnl"].ravel()
-        self.m_cols["mtm_return"][lo:hi] = mtm.ravel()
-        self.m_cols["withdrawn"][lo:hi] = wd.ravel()
-        self.m_cols["equity"][lo:hi] = eq1.ravel()
-        self.m_short[lo:hi] = months["shortfall"].ravel() > 0
+        cols = {"premium": months["premium"], "net_premium": months["net_premium"],
+                "realised_pnl": months["realised_pnl"], "mtm_return": mtm, "withdrawn": wd, "equity": eq1}
+        keep = max(0, min(rows, self.kept - first))   # rows of this chunk among the first `kept` paths
+        if keep:
+            lo = (s * self.kept + first) * nm
+            hi = lo + keep * nm
+            for k, v in cols.items():
+                self.m_cols[k][lo:hi] = v[:keep].ravel()
+            self.m_short[lo:hi] = months["shortfall"][:keep].ravel() > 0
+        if self.mstats is not None:
+            self.mstats[s].add(first, cols, eq1)
+        if self.sink_cols is not None:
+            self.sink_cols.append({k: v.ravel().copy() for k, v in cols.items()}
+                                  | {"shortfall": months["shortfall"].ravel() > 0})
         full = self.n_steps // self.month
         run = self.scenario.run
         rf = math.exp(run.risk_free_rate * self.month * run.dt) - 1.0
@@ -184,7 +215,23 @@ class _Plan:
         self.regime[first:first + rows, 0] = np.argmax(counts, axis=1)
         self.regime[first:first + rows, 1] = counts[:, n_reg - 1] / max(self.n_steps, 1)
 
+    def _chunk_frame(self, first, rows):
+        """Monthly rows of paths [first, first + rows) of every strategy (strategy, path, month order)."""
+        n_s, nm = len(self.names), self.n_months
+        month = np.tile(np.arange(nm, dtype=np.int64), n_s * rows)
+        cols = {
+            "strategy": self._strategy_col(rows * nm),
+            "path": np.tile(np.repeat(np.arange(first, first + rows, dtype=np.int64), nm), n_s),
+            "month": month,
+            **{k: np.concatenate([c[k] for c in self.sink_cols])
+               for k in ("premium", "net_premium", "realised_pnl", "mtm_return", "withdrawn", "equity",
+                         "shortfall")},
+            "partial": (self.n_steps % self.month != 0) & (month == nm - 1),
+        }
+        return pd.DataFrame({k: cols[k] for k in MONTHLY_COLUMNS}, copy=False)
+
     def result(self, first_path, seed, chunk_paths, block_paths, wall):
+        stats = None if self.mstats is None else dict(zip(self.names, self.mstats))
         return Result(
             per_path=self._per_path(first_path),
             monthly=self._monthly_frame(first_path),
@@ -198,6 +245,8 @@ class _Plan:
             path_steps_per_second=(self.n_paths * self.n_steps * len(self.names) / wall
                                    if wall > 0 else math.inf),
             strategies=self.names,
+            monthly_stats=stats,
+            monthly_paths=self.kept,
         )
 
     def _strategy_col(self, reps):
@@ -236,7 +285,7 @@ class _Plan:
         return pd.DataFrame({k: cols[k] for k in PER_PATH_COLUMNS}, copy=False)
 
     def _monthly_frame(self, first_path):
-        n_s, P, nm = len(self.names), self.n_paths, self.n_months
+        n_s, P, nm = len(self.names), self.kept, self.n_months
         month = np.tile(np.arange(nm, dtype=np.int64), n_s * P)
         partial = (self.n_steps % self.month != 0) & (month == nm - 1)
         cols = {
@@ -281,8 +330,12 @@ def _return_stats(ret: np.ndarray, rf: float) -> np.ndarray:
 
 def simulate(scenario: Scenario, n_paths: int | None = None, seed: int | None = None,
              chunk_paths: int | None = None, threads: int | None = None,
-             progress: Callable[[int, int], None] | None = None) -> Result:
+             progress: Callable[[int, int], None] | None = None, monthly_limit: int = MONTHLY_LIMIT,
+             monthly_sink: Callable[[pd.DataFrame], None] | None = None) -> Result:
     """Simulate every strategy of `scenario` (plus buy_and_hold and cash) on n_paths paths.
+
+    Memory grows with n_paths (the per_path table), not with paths x months: the summary's
+    path-month metrics come from `Result.monthly_stats`, reduced chunk by chunk.
 
     Parameters
     ----------
@@ -294,6 +347,12 @@ def simulate(scenario: Scenario, n_paths: int | None = None, seed: int | None = 
         Worker threads (default: numba's thread count).
     progress : callable, optional
         Called as ``progress(paths_done, n_paths)`` after each chunk (the CLI's progress bar).
+    monthly_limit : int
+        `Result.monthly` keeps the monthly rows of the first `monthly_limit` paths (default
+        10,000; 0 keeps none). The summary uses every path whatever it is.
+    monthly_sink : callable, optional
+        Called with each chunk's monthly rows of every path and strategy (a DataFrame with the
+        columns of `Result.monthly`), in path order: how `mcsim run --monthly all` writes them.
     """
     check_instance_arg("simulate", "scenario", scenario, Scenario, "a mcsim.Scenario (see mcsim.load_scenario)")
     run = scenario.run
@@ -301,6 +360,9 @@ def simulate(scenario: Scenario, n_paths: int | None = None, seed: int | None = 
     seed = check_int_arg("simulate", "seed", seed, lo=0, hi=2**63 - 1, optional=True)
     chunk = check_int_arg("simulate", "chunk_paths", chunk_paths, lo=1, optional=True)
     check_int_arg("simulate", "threads", threads, lo=1, optional=True)
+    monthly_limit = check_int_arg("simulate", "monthly_limit", monthly_limit, lo=0)
+    if monthly_sink is not None and not callable(monthly_sink):
+        raise TypeError(f"simulate: monthly_sink must be callable (got {type(monthly_sink).__name__})")
     if progress is not None and not callable(progress):
         raise TypeError(f"simulate: progress must be callable (got {type(progress).__name__})")
     if scenario.market.source == "history":
@@ -313,7 +375,7 @@ def simulate(scenario: Scenario, n_paths: int | None = None, seed: int | None = 
     chunk = run.chunk_paths if chunk is None else chunk
     check_run(scenario, n_paths, chunk)
     t0 = time.perf_counter()
-    plan = _Plan(scenario, n_paths, run.n_steps, threads)
+    plan = _Plan(scenario, n_paths, run.n_steps, threads, monthly_limit=monthly_limit, streamed=True)
     make_market = chunk_generator(scenario)  # the model, or a bootstrap of a price history
     n_u = scenario.n_underlyings
     rows = min(chunk, n_paths)
@@ -324,7 +386,7 @@ def simulate(scenario: Scenario, n_paths: int | None = None, seed: int | None = 
         for first in range(0, n_paths, chunk):
             take = min(chunk, n_paths - first)
             spot, iv, reg = make_market(seed, first, take, out=buf, threads=plan.threads)
-            plan.run_chunk(first, spot, iv, reg, pool)
+            plan.run_chunk(first, spot, iv, reg, pool, sink=monthly_sink)
             if progress is not None:
                 progress(first + take, n_paths)
     finally:

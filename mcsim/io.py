@@ -11,8 +11,11 @@ are. A replace moves the old directory aside, renames the new one in and deletes
 
 Both Parquet files carry the provenance (mcsim version, resolved scenario with overrides, seed,
 paths, steps, block size, wall time, path-steps/s) as JSON under the schema metadata key `mcsim`.
-Above `MONTHLY_SUBSET_PATHS` paths, `monthly.parquet` holds the rows of the lowest
-`MONTHLY_SUBSET_PATHS` path indices only (stated in the metadata); the summary uses every path.
+`monthly.parquet` follows `MONTHLY_MODES` (`mcsim run --monthly`): "first" (default) holds the
+rows of the lowest `MONTHLY_SUBSET_PATHS` (10,000) path indices only, stated in its metadata
+(`monthly_paths`, `monthly_subset`); "all" every path, written chunk by chunk as Parquet row
+groups (`MonthlyWriter`, rows in chunk order: within a chunk strategy, path, month) into the
+staging directory; "none" writes no monthly.parquet. The summary uses every path whatever the mode.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from .errors import ScenarioError
 
 __all__ = [
     "MONTHLY_SUBSET_PATHS",
+    "MONTHLY_MODES",
+    "MonthlyWriter",
     "METADATA_KEY",
     "OutputExistsError",
     "OutputWriteError",
@@ -56,7 +61,8 @@ __all__ = [
     "check_text_target",
 ]
 
-MONTHLY_SUBSET_PATHS = 100_000
+MONTHLY_SUBSET_PATHS = 10_000
+MONTHLY_MODES = ("first", "all", "none")
 METADATA_KEY = b"mcsim"
 
 
@@ -376,13 +382,50 @@ def write_parquet(df: pd.DataFrame, path: str | Path, meta: dict) -> None:
 
 
 def read_provenance(path: str | Path) -> dict:
-    """The `mcsim` metadata of a Parquet file written by `write_parquet`."""
+    """The `mcsim` metadata of a Parquet file written by `write_parquet` or `MonthlyWriter` (the
+    file's key-value metadata, else the Arrow schema's)."""
+    kv = pq.ParquetFile(path).metadata.metadata or {}
+    if METADATA_KEY in kv:
+        return json.loads(kv[METADATA_KEY])
     md = pq.read_schema(path).metadata or {}
     return json.loads(md[METADATA_KEY])
 
 
-def monthly_subset(monthly: pd.DataFrame, n_paths: int, limit: int = MONTHLY_SUBSET_PATHS) -> tuple[pd.DataFrame, dict]:
-    """Monthly rows to write: all, or those of the `limit` lowest path indices above `limit` paths."""
+class MonthlyWriter:
+    """monthly.parquet written chunk by chunk (`simulate(monthly_sink=...)`): one row group per
+    chunk, the provenance added as the file's key-value metadata on `close`. Used inside a
+    staging directory, so a failed run leaves nothing."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.writer = None
+        self.rows = 0
+        self.paths = 0
+
+    def __call__(self, df: pd.DataFrame) -> None:
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, table.schema, compression="zstd")
+        self.writer.write_table(table)
+        self.rows += len(df)
+        self.paths += int(df["path"].nunique()) if len(df) else 0
+
+    def close(self, meta: dict) -> None:
+        if self.writer is None:
+            return
+        self.writer.add_key_value_metadata({METADATA_KEY: json.dumps(meta, default=_json_default).encode("utf-8")})
+        self.writer.close()
+        self.writer = None
+
+
+def monthly_subset(monthly: pd.DataFrame, n_paths: int, limit: int = MONTHLY_SUBSET_PATHS,
+                   kept: int | None = None) -> tuple[pd.DataFrame, dict]:
+    """Monthly rows to write: all, or those of the `limit` lowest path indices above `limit` paths.
+    `kept`: how many paths' rows `monthly` holds (`Result.monthly_paths`), when it is already a
+    subset."""
+    if kept is not None and kept < n_paths and kept <= limit:
+        return monthly, {"monthly_paths": int(kept),
+                         "monthly_subset": f"the {kept} lowest path indices of {n_paths}; summary.json uses all paths"}
     if n_paths <= limit:
         return monthly, {"monthly_paths": int(n_paths), "monthly_subset": "all paths"}
     keep = np.sort(pd.unique(monthly["path"]))[:limit]
@@ -393,12 +436,17 @@ def monthly_subset(monthly: pd.DataFrame, n_paths: int, limit: int = MONTHLY_SUB
 
 def write_result_files(result, directory: str | Path, *, summary: dict | None = None,
                        overrides: Iterable[str] = (), plots: bool = True, extra: dict | None = None,
-                       monthly_limit: int = MONTHLY_SUBSET_PATHS, report: bool | None = None) -> list[str]:
+                       monthly_limit: int = MONTHLY_SUBSET_PATHS, report: bool | None = None,
+                       monthly: str = "first", monthly_writer: MonthlyWriter | None = None) -> list[str]:
     """Write summary.json, paths.parquet, monthly.parquet, the plots and report.html into `directory`.
 
     Returns the file names written. `summary` defaults to `metrics.summarize(result)`; `report`
-    (report.html, mcsim/report.py) defaults to `plots`.
+    (report.html, mcsim/report.py) defaults to `plots`. `monthly` is one of `MONTHLY_MODES`; for
+    "all", `monthly_writer` has written every chunk's rows into `directory`/monthly.parquet and
+    is closed here with the provenance.
     """
+    if monthly not in MONTHLY_MODES:
+        raise ValueError(f'monthly: "{monthly}" is not allowed (must be one of {", ".join(MONTHLY_MODES)})')
     if report is None:
         report = plots
     from . import metrics
@@ -407,11 +455,23 @@ def write_result_files(result, directory: str | Path, *, summary: dict | None = 
     if summary is None:
         summary = metrics.summarize(result)
     n_paths = int(getattr(result, "n_paths", 0) or result.per_path["path"].nunique())
-    mo, sub = monthly_subset(result.monthly, n_paths, monthly_limit)
+    if monthly == "first":
+        mo, sub = monthly_subset(result.monthly, n_paths, monthly_limit, getattr(result, "monthly_paths", None))
+    elif monthly == "all":
+        if monthly_writer is None:
+            raise ValueError('monthly: "all" needs the monthly_writer that simulate fed')
+        sub = {"monthly_paths": int(n_paths), "monthly_subset": "all paths, one row group per chunk"}
+    else:
+        sub = {"monthly_paths": 0, "monthly_subset": "none (--monthly none); summary.json uses all paths"}
     prov = provenance(result, overrides=overrides, extra={**(extra or {}), **sub})
     write_parquet(result.per_path, d / "paths.parquet", prov)
-    write_parquet(mo, d / "monthly.parquet", prov)
-    files = ["summary.json", "paths.parquet", "monthly.parquet"]
+    files = ["summary.json", "paths.parquet"]
+    if monthly == "first":
+        write_parquet(mo, d / "monthly.parquet", prov)
+    elif monthly == "all":
+        monthly_writer.close(prov)
+    if monthly != "none":
+        files.append("monthly.parquet")
     if plots:
         from . import plots as _plots
 

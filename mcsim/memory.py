@@ -12,8 +12,11 @@ widths, read from the kernel's constants in one place):
 
 * market chunk buffers: spot and ATM IV (R x (n+1) x U float64 each), regime (R x (n+1) int8),
   and the scheduled-shock tables of `market_params`;
-* the run's output arrays (`engine._Plan`): per (strategy, path) N_F + 3 floats, per
-  (strategy, path, month) 5 floats and a flag, per path 2 floats;
+* the run's output arrays (`engine._Plan`): per (strategy, path) N_F + 3 floats and the streamed
+  path-month state (`streaming.MonthlyStats`: 4 columns x 24 bytes + 3 yields), per (strategy,
+  kept path, month) 5 floats and a flag, where only the first K = min(P, MONTHLY_SUBSET_PATHS)
+  paths keep monthly rows (`run_strategies` keeps every path), per path 2 floats, and the
+  histograms (4 per strategy, fixed size);
 * per chunk: the month buffer (R x NM x N_M floats) and the temporaries of the monthly and
   regime reductions;
 * the result DataFrames built at the end (`_Plan.result`): pandas keeps the plan's monthly
@@ -92,8 +95,12 @@ def _sizes() -> dict:
 
     n_pp = len(engine.PER_PATH_COLUMNS)
     n_mo = len(engine.MONTHLY_COLUMNS)
+    from .streaming import HIST_BYTES, PATH_BYTES
+
     return {
         "out_path": PATH_DT.itemsize + 8 * 3,  # _Plan.out_path + stats, per (strategy, path)
+        "mstats_path": PATH_BYTES,             # streamed path-month state, per (strategy, path)
+        "mstats_fixed": HIST_BYTES,            # its histograms, per strategy
         "month_buf": MONTH_DT.itemsize,        # run_chunk's months, per (row, month)
         "log_row": LOG_DT.itemsize,            # replay log, per row
         # per-path frame: strategy codes (1 byte), ruined (bool), every other column 8 bytes
@@ -235,20 +242,27 @@ def _n_strategies(scenario) -> int:
 def _phases(scenario, n_paths=None, chunk_paths=None, *, n_steps=None, market_rows=None,
             summarize=False, write=False, n_strategies=None) -> dict:
     """Live bytes at the peak of each phase of a simulate (+ summarize, + write)."""
+    from .io import MONTHLY_SUBSET_PATHS
+
     z = _sizes()
     P, R, n, nm, U, G = _dims(scenario, n_paths, chunk_paths, n_steps)
+    streamed = market_rows is None
     if market_rows is not None:            # run_strategies: the caller's market, no chunk buffer
         R = int(market_rows)
     S = _n_strategies(scenario) if n_strategies is None else int(n_strategies)
+    K = min(P, MONTHLY_SUBSET_PATHS) if streamed else P   # paths whose monthly rows are kept
     rows_p = S * P                          # per-path rows
-    rows_m = S * P * nm                     # path-month rows
+    rows_m = S * K * nm                     # kept path-month rows
     market = R * (n + 1) * (16 * U + 1) + (2 * (n + 1) * U * 8 if market_rows is None else 0)
     plan = rows_p * z["out_path"] + 16 * P + rows_m * z["plan_month"]
-    # per chunk: months buffer + mtm and its temporaries, stats temporaries, regime masks
-    chunk = R * nm * (z["month_buf"] + 8 * 7) + 2 * R * (n + 1) + R * G * 8
+    if streamed:
+        plan += rows_p * z["mstats_path"] + S * z["mstats_fixed"]
+    # per chunk: months buffer + mtm and its temporaries, stats temporaries (streamed reductions:
+    # masks, deviations, histogram indices), regime masks
+    chunk = R * nm * (z["month_buf"] + 8 * 7 + (8 * 6 if streamed else 0)) + 2 * R * (n + 1) + R * G * 8
     pp = rows_p * z["pp_row"]
     mo_new = rows_m * (z["mo_row"] - z["plan_month"])       # columns the frame adds to the plan's
-    result_build = pp + mo_new + P * nm * 8 + rows_m * 2   # + np.repeat / mask temporaries
+    result_build = pp + mo_new + K * nm * 8 + rows_m * 2   # + np.repeat / mask temporaries
     frames = pp + rows_m * z["mo_row"]
     out = {
         "market": market,
@@ -257,15 +271,13 @@ def _phases(scenario, n_paths=None, chunk_paths=None, *, n_steps=None, market_ro
     if summarize or write:
         # groupby copies of the per-path table and the strategies' monthly groups, one strategy's
         # path-month vectors (sort, masks, means): measured at most pp + 0.55 x the monthly table
-        summ = pp + int(0.55 * rows_m * z["mo_row"])
+        summ = pp + int(0.55 * rows_m * z["mo_row"]) + rows_p * 8 * 2
         out["summarize"] = BASE_OVERHEAD + frames + summ
     if write:
-        from .io import MONTHLY_SUBSET_PATHS
-
-        kept = min(P, MONTHLY_SUBSET_PATHS)
-        sub = S * kept * nm * z["mo_row"] if P > MONTHLY_SUBSET_PATHS else 0
+        kept = min(K, MONTHLY_SUBSET_PATHS)
+        sub = S * kept * nm * z["mo_row"] if K > MONTHLY_SUBSET_PATHS else 0
         arrow = max(pp, S * kept * nm * z["mo_row"])          # Arrow table of the larger frame
-        plots = rows_m * z["mo_row"] + P * nm * 8 * 4          # grouping copy; fan pivot
+        plots = rows_m * z["mo_row"] + K * nm * 8 * 4          # grouping copy; fan pivot
         out["write"] = BASE_OVERHEAD + WRITE_OVERHEAD + frames + sub + max(arrow, plots)
     return out
 
@@ -331,7 +343,9 @@ def _frames_bytes(scenario, n_strategies=None) -> int:
     z = _sizes()
     P, R, n, nm, U, G = _dims(scenario)
     S = _n_strategies(scenario) if n_strategies is None else int(n_strategies)
-    return S * P * (z["pp_row"] + nm * z["mo_row"])
+    from .io import MONTHLY_SUBSET_PATHS
+
+    return S * P * z["pp_row"] + S * min(P, MONTHLY_SUBSET_PATHS) * nm * z["mo_row"]
 
 
 def sweep_strategies(scenarios, varied) -> int:

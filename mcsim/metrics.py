@@ -12,7 +12,10 @@ computed over all paths (never a sample). Conventions:
   steps). Months of one path are correlated, so the standard error of their mean is clustered by
   path (std of per-path monthly means / sqrt(paths)), and the quantile intervals use the binomial
   ranks of the path count mapped onto the path-month sample: conservative, never too narrow.
-  Quantiles over path-months are exact (numpy), not histogram-based.
+  Quantiles over path-months are exact (numpy) when computed from the monthly rows; from a
+  `Result` of `simulate` (which keeps only the first paths' rows) they come from the streamed
+  fixed-bin histogram of every path-month (`mcsim/streaming.py`; |error| <= 2.0e-4 (|q| + scale),
+  stated in the summary's conventions.income_quantiles).
 * Fractions are decimals (0.25 = 25%); money is dollars; `max_drawdown_depth` = -max_drawdown,
   a positive fraction below the running peak.
 * VaR/CVaR of the horizon return R = total_return over n paths, at level a (0.95, 0.99): with
@@ -341,7 +344,9 @@ def _income_series(monthly: pd.DataFrame) -> tuple[str, ...]:
     return tuple(c for c in ("premium", "net_premium", "realised_pnl", "mtm_return") if c in monthly.columns)
 
 
-def _income_block(pp: pd.DataFrame, mo: pd.DataFrame, ctx: SummaryContext) -> dict:
+def _income_block(pp: pd.DataFrame, mo: pd.DataFrame, ctx: SummaryContext, stats=None) -> dict:
+    if stats is not None:
+        return _income_block_streamed(pp, stats)
     full = _full_months(mo)
     pos, n = _path_positions(full["path"].to_numpy(), pp)
     out: dict[str, Any] = {"full_months_per_path": int(len(full) // max(len(pp), 1))}
@@ -365,6 +370,48 @@ def _income_block(pp: pd.DataFrame, mo: pd.DataFrame, ctx: SummaryContext) -> di
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(start > 0.0, full[col].to_numpy(dtype=np.float64) / start, np.nan)
         out[key] = _mean(12.0 * _path_nanmeans(pos, ratio, n))
+    out["annual_mtm_return"] = _mean(pp["cagr"].to_numpy(dtype=np.float64))
+    return out
+
+
+def describe_histogram(n: int, mean: float, std: float, hist, cluster_means, ci_n: int) -> dict:
+    """`describe` of a path-month sample known by its moments and histogram (mcsim/streaming.py):
+    mean, clustered se and std as `describe` (up to rounding), quantiles and their intervals read
+    from the histogram (error bound: `streaming.bin_error_text`)."""
+    out: dict[str, Any] = {"n": int(n)}
+    if n == 0:
+        out.update(mean=None, se=None, std=None, quantiles={_qkey(p): None for p in QUANTILES},
+                   quantile_ci={_qkey(p): [None, None] for p in QUANTILES})
+        return out
+    cm = _finite(cluster_means)
+    out["mean"] = _num(mean)
+    out["se"] = _num(float(cm.std(ddof=1) / math.sqrt(len(cm))) if len(cm) > 1 else math.nan)
+    out["std"] = _num(std) if n > 1 else None
+    out["quantiles"] = {_qkey(p): _num(hist.quantile(p)) for p in QUANTILES}
+    m = int(ci_n)
+    cis = {}
+    for p in QUANTILES:
+        lo, hi = quantile_ci_ranks(m, p)
+        cis[_qkey(p)] = [None if lo is None else _num(hist.quantile((lo - 1) / max(m - 1, 1))),
+                         None if hi is None else _num(hist.quantile((hi - 1) / max(m - 1, 1)))]
+    out["quantile_ci"] = cis
+    out["out_of_range"] = hist.out_of_range
+    return out
+
+
+def _income_block_streamed(pp: pd.DataFrame, st) -> dict:
+    """`_income_block` from a strategy's streamed path-month reductions (`streaming.MonthlyStats`)."""
+    out: dict[str, Any] = {"full_months_per_path": int(st.n_full)}
+    for col in (c for c in ("premium", "net_premium", "realised_pnl", "mtm_return") if c in st.sums):
+        n, mean, std = st.moments(col)
+        d = describe_histogram(n, mean, std, st.hist[col], st.cluster_means(col), len(pp))
+        total = st.n_paths * st.n_full
+        d["share_negative"] = _num(float(st.negative[col].sum()) / total) if total else None
+        neg = _finite(st.negative_shares(col))
+        d["share_negative_se"] = _num(neg.std(ddof=1) / math.sqrt(len(neg))) if len(neg) > 1 else None
+        out[col] = d
+    for key, v in st.yields.items():
+        out[key] = _mean(v)
     out["annual_mtm_return"] = _mean(pp["cagr"].to_numpy(dtype=np.float64))
     return out
 
@@ -431,14 +478,18 @@ def _conditional(m: np.ndarray, prem, real, depth, cagr, ruined) -> dict:
     }
 
 
-def _regime_block(pp: pd.DataFrame, mo: pd.DataFrame, ctx: SummaryContext) -> dict:
+def _regime_block(pp: pd.DataFrame, mo: pd.DataFrame, ctx: SummaryContext, stats=None) -> dict:
     """Conditioned on each path's dominant regime; beside it, on terciles of stressed_share."""
     regimes = pp["dominant_regime"].to_numpy()
-    full = _full_months(mo)
-    pos, n_rows = _path_positions(full["path"].to_numpy(), pp)
+    if stats is not None:
+        means = (stats.cluster_means("premium"), stats.cluster_means("realised_pnl"))
+    else:
+        full = _full_months(mo)
+        pos, n_rows = _path_positions(full["path"].to_numpy(), pp)
+        means = (_path_means(pos, full["premium"].to_numpy(dtype=np.float64), n_rows),
+                 _path_means(pos, full["realised_pnl"].to_numpy(dtype=np.float64), n_rows))
     cols = (
-        _path_means(pos, full["premium"].to_numpy(dtype=np.float64), n_rows),
-        _path_means(pos, full["realised_pnl"].to_numpy(dtype=np.float64), n_rows),
+        *means,
         -pp["max_drawdown"].to_numpy(dtype=np.float64),
         pp["cagr"].to_numpy(dtype=np.float64),
         pp["ruined"].to_numpy(dtype=bool),
@@ -459,14 +510,19 @@ def _regime_block(pp: pd.DataFrame, mo: pd.DataFrame, ctx: SummaryContext) -> di
             "n_paths": int(len(pp))}
 
 
-def strategy_metrics(pp: pd.DataFrame, mo: pd.DataFrame, ctx: SummaryContext, *, regimes: bool = True) -> dict:
-    """Every metric of one strategy from its per_path rows `pp` and monthly rows `mo`."""
+def strategy_metrics(pp: pd.DataFrame, mo: pd.DataFrame, ctx: SummaryContext, *, regimes: bool = True,
+                     stats=None) -> dict:
+    """Every metric of one strategy from its per_path rows `pp` and monthly rows `mo`.
+
+    `stats` (a `streaming.MonthlyStats` of the same paths, in `pp`'s row order: what `simulate`
+    gives in `Result.monthly_stats`) replaces `mo` for the path-month metrics: `mo` may then hold
+    only some paths' rows, or none."""
     f = lambda c: pp[c].to_numpy(dtype=np.float64)  # noqa: E731
     depth = -f("max_drawdown")
     tr = f("total_return")
     out: dict[str, Any] = {
         "n_paths": int(len(pp)),
-        "income": _income_block(pp, mo, ctx),
+        "income": _income_block(pp, mo, ctx, stats),
         "final_equity": describe(f("final_equity")),
         "total_return": describe(tr),
         "cagr": describe(f("cagr")),
@@ -483,7 +539,7 @@ def strategy_metrics(pp: pd.DataFrame, mo: pd.DataFrame, ctx: SummaryContext, *,
         "withdrawals": _withdrawal_block(pp, ctx),
     }
     if regimes and len(ctx.regime_names) > 1 and "dominant_regime" in pp.columns:
-        out["per_regime"] = _regime_block(pp, mo, ctx)
+        out["per_regime"] = _regime_block(pp, mo, ctx, stats)
     return out
 
 
@@ -567,8 +623,11 @@ def comparison_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def summarize_tables(per_path: pd.DataFrame, monthly: pd.DataFrame, ctx: SummaryContext,
-                     *, pairs: bool = True) -> dict:
-    """Metrics of every strategy in `ctx.strategies` and the paired comparison of every pair."""
+                     *, pairs: bool = True, monthly_stats: dict | None = None) -> dict:
+    """Metrics of every strategy in `ctx.strategies` and the paired comparison of every pair.
+
+    `monthly_stats` (strategy -> `streaming.MonthlyStats`, `Result.monthly_stats`): path-month
+    metrics from the streamed reductions (quantiles from their histogram) instead of `monthly`."""
     by_p = {k: g for k, g in per_path.groupby("strategy", sort=False)}
     by_m = {k: g for k, g in monthly.groupby("strategy", sort=False)}
     empty_m = monthly.iloc[0:0]
@@ -587,8 +646,13 @@ def summarize_tables(per_path: pd.DataFrame, monthly: pd.DataFrame, ctx: Summary
             "initial_equity": ctx.initial_equity,
             "years": ctx.years,
         },
-        "metrics": {s: strategy_metrics(by_p[s], by_m.get(s, empty_m), ctx) for s in names},
+        "metrics": {s: strategy_metrics(by_p[s], by_m.get(s, empty_m), ctx,
+                                        stats=(monthly_stats or {}).get(s)) for s in names},
     }
+    if monthly_stats:
+        from .streaming import bin_error_text
+
+        out["conventions"]["income_quantiles"] = bin_error_text()
     if pairs:
         cache = {k: g.set_index("path").sort_index() for k, g in by_p.items()}
         out["paired"] = [paired_comparison(per_path, a, b, cache) for a, b in comparison_pairs(names)]
@@ -636,7 +700,8 @@ def summarize(result) -> dict:
     if not all(hasattr(result, a) for a in ("per_path", "monthly", "scenario")):
         raise TypeError(f"summarize: result must be a mcsim.Result (from mcsim.simulate; got {type(result).__name__})")
     ctx = SummaryContext.from_result(result)
-    out = summarize_tables(result.per_path, result.monthly, ctx)
+    out = summarize_tables(result.per_path, result.monthly, ctx,
+                           monthly_stats=getattr(result, "monthly_stats", None))
     out["warnings"] = trade_warnings(result)
     out["run"] = to_jsonable({
         "seed": getattr(result, "seed", None),

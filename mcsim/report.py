@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+import contextlib
 import json
 import types
 from pathlib import Path
@@ -344,6 +345,10 @@ def load_result_dir(directory: str | Path):
 
     d = Path(directory)
     need = [d / "summary.json", d / "paths.parquet", d / "monthly.parquet"]
+    if (d / "paths.parquet").is_file() and not (d / "monthly.parquet").is_file():
+        with contextlib.suppress(Exception):
+            if read_provenance(d / "paths.parquet").get("monthly_paths") == 0:   # --monthly none
+                need.pop()
     missing = [p.name for p in need if not p.is_file()]
     if missing:
         raise ScenarioError(f'RESULT_DIR: "{d}" is not allowed (must be a result directory of mcsim run or '
@@ -354,7 +359,12 @@ def load_result_dir(directory: str | Path):
     compare = {stem: parse_scenario(raw, source=stem, max_strategies=None)
                for stem, raw in (prov.get("compare") or {}).items()}
     per_path = pd.read_parquet(d / "paths.parquet")
-    monthly = pd.read_parquet(d / "monthly.parquet")
+    if (d / "monthly.parquet").is_file():
+        monthly = pd.read_parquet(d / "monthly.parquet")
+    else:
+        from .engine import MONTHLY_COLUMNS
+
+        monthly = pd.DataFrame({c: [] for c in MONTHLY_COLUMNS})
     return types.SimpleNamespace(
         per_path=per_path, monthly=monthly, scenario=sc, compare_scenarios=compare,
         seed=prov.get("seed"), n_paths=prov.get("n_paths"), n_steps=prov.get("n_steps") or sc.run.n_steps,

@@ -474,7 +474,11 @@ def test_run_end_to_end_and_recompute_from_parquet(tiny, tmp_path):
         assert m["var"]["95"]["cvar"] == pytest.approx(-r[:15].mean())
         full = mo[(mo["strategy"] == s) & ~mo["partial"]]
         assert m["income"]["premium"]["mean"] == pytest.approx(full["premium"].mean(), rel=1e-12, abs=1e-9)
-        assert m["income"]["realised_pnl"]["quantiles"]["p5"] == pytest.approx(full["realised_pnl"].quantile(0.05), abs=1e-9)
+        # path-month quantiles come from the streamed histogram: its stated bound (docs/semantics.md)
+        from mcsim.streaming import BIN_WIDTH, SCALE_SHARE
+        q5 = full["realised_pnl"].quantile(0.05)
+        bound = BIN_WIDTH * math.exp(BIN_WIDTH) * (abs(q5) + SCALE_SHARE * INITIAL)
+        assert abs(m["income"]["realised_pnl"]["quantiles"]["p5"] - q5) <= bound
         sold = g["puts_sold"].sum() + g["spreads_sold"].sum()
         rate = m["trading"]["assignment_rate"]["rate"]
         assert (rate is None and sold == 0) or rate == pytest.approx(g["assignments"].sum() / sold)

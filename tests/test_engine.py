@@ -45,7 +45,10 @@ def test_tables_have_the_contract_columns(big_result, short_scenario):
     assert r.strategies == ("wheel_30d", "put_spread_45d", "buy_and_hold", "cash")
     assert len(r.per_path) == 4 * 10007
     n_months = -(-short_scenario.run.n_steps // short_scenario.run.month_steps)
-    assert len(r.monthly) == 4 * 10007 * n_months
+    # monthly rows of the first 10,000 paths only (engine.MONTHLY_LIMIT); the summary streams them all
+    assert r.monthly_paths == 10_000 and len(r.monthly) == 4 * 10_000 * n_months
+    assert r.monthly.path.max() == 9_999
+    assert all(st.n_paths == 10007 for st in r.monthly_stats.values())
     assert list(r.per_path.path[:3]) == [0, 1, 2]
     assert r.n_steps == 126 and r.block_paths == 1024 and r.chunk_paths == 4096
     wheel = r.per_path[r.per_path.strategy == "wheel_30d"]

@@ -55,8 +55,12 @@ def test_estimate_grows_with_paths_steps_and_strategies():
     assert e(20_000, n_steps=2520) > e(20_000)
     one = load_scenario(SPY, ["run.horizon_years=1"])
     assert memory.estimate_run_bytes(one, 20_000) < e(20_000)
-    # 10 million paths x 5 years of 4 portfolios: far beyond any laptop (the issue's 20 GB run)
-    assert e(10_000_000) > 100 * 2**30
+    # path-months are streamed (issue 13): beyond the 10,000 kept paths, more months cost only
+    # the chunk buffers, while per-path rows still grow with paths (10M paths: several GB)
+    assert e(10_000_000) > 10 * 2**30
+    # what each extra path costs does not depend on the months (only the first 10,000 paths keep rows)
+    long = lambda p: e(p, 1024, n_steps=2520)  # noqa: E731
+    assert long(2_000_000) - long(1_000_000) == pytest.approx(e(2_000_000, 1024) - e(1_000_000, 1024), rel=0.02)
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,12 +194,12 @@ def _cli_cases(tmp: Path):
     mo = "--set=strategies.put_spread_45d.sizing.max_open=1000"
     return {  # name: (argv, env, what the line must contain)
         "paths_1e8": (["run", s, "--paths", "100000000"], {}, "memory:"),
-        "paths_1e7": (["run", s, "--paths", "10000000"], {}, "memory:"),
+        "paths_1e7": (["run", s, "--paths", "100000000"], {}, "memory:"),   # path-months are streamed: 1e8 paths
         "steps": (["run", s, "--set", "run.steps_per_year=100000", "--set", "run.horizon_years=100"], {},
                   "run.steps_per_year"),
         "paths_1e30": (["run", s, "--paths", str(10**30)], {}, "run.paths: "),
         "env_limit": (["run", s, "--paths", "2000"], {memory.ENV_LIMIT: "10M"}, memory.ENV_LIMIT),
-        "replay_worst": (["replay", s, mo, "--path", "worst", "--paths", "10000000", "--strategy",
+        "replay_worst": (["replay", s, mo, "--path", "worst", "--paths", "100000000", "--strategy",
                           "put_spread_45d"], {}, "path index"),
         "replay_log": (["replay", s, mo, "--path", "0", "--strategy", "put_spread_45d"],
                        {memory.ENV_LIMIT: "4M"}, "sizing.max_open"),
@@ -203,7 +207,7 @@ def _cli_cases(tmp: Path):
                         "--grid", f"strategies.wheel_30d.call.delta={vals}", "--paths", "100"], {},
                        "grid points is not allowed"),
         "sweep_strategies": (["sweep", s, "--grid", "strategies.wheel_30d.put.delta=0.1,0.2,0.3",
-                              "--paths", "1000000"], {}, "strategies simulated together"),
+                              "--paths", "1000000"], {memory.ENV_LIMIT: "2G"}, "strategies simulated together"),
         "sweep_market": (["sweep", s, "--grid", "run.horizon_years=1,2", "--paths", "50000"],
                          {memory.ENV_LIMIT: "50M"}, "grid points"),
         "compare": (["compare", s, s, "--paths", "50000"], {memory.ENV_LIMIT: "50M"}, "comparison"),

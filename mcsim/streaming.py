@@ -1,0 +1,238 @@
+"""Streaming reductions of path-month data: what the summary needs, in memory that does not grow
+with paths x months.
+
+`simulate` runs chunks of paths; after each chunk, every strategy's monthly rows are reduced into
+a `MonthlyStats` and dropped (only the first `monthly_limit` paths' rows are kept, for
+monthly.parquet and the plots). Two kinds of state:
+
+* per path (grows with paths only, like the per_path table): over the path's full months, for
+  each income column (premium, net_premium, realised_pnl, mtm_return), the sum of its finite
+  values (added in month order), their count, their sum of squared deviations from the path's
+  mean, the count of negative months; and the three annual yields. Reduced over all paths only
+  at the end, in path order, so the result is the same bits whatever the chunk size, thread
+  count or engine.
+* a fixed-bin histogram per income column (integer counts: merging is exact and
+  order-free) with the exact minimum and maximum, for the path-month quantiles.
+
+Histogram bins are uniform in y = asinh(x / scale) / BIN_WIDTH: bin b holds
+[scale sinh(b w), scale sinh((b + 1) w)), w = BIN_WIDTH, and exact zeros have a bin of their
+own (a quantile that falls on them is 0 exactly). `scale` is SCALE_SHARE x initial equity
+for the dollar columns and SCALE_RETURN for mtm_return. A quantile is read inside the bin holding
+its order statistics, so its error is at most the bin's width: |error| <= w e^w (|q| + scale),
+i.e. at most 2.0e-4 x |q| plus 2.0e-4 x scale ($2e-5 at $100,000 initial equity; 2e-10 for a
+return). Values with |x| > RANGE_SHARE x initial equity (RANGE_RETURN for returns) fall in an
+under/overflow bin, where a quantile is only bounded by the exact min/max; their count is reported
+(`out_of_range`). Means and standard deviations are exact up to rounding (relative 1e-12).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["BIN_WIDTH", "INCOME_COLUMNS", "YIELD_KEYS", "Histogram", "MonthlyStats", "bin_error_text"]
+
+BIN_WIDTH = 2.0e-4        # w: bins uniform in asinh(x / scale) / w
+SCALE_SHARE = 1e-6        # dollar columns: scale = this x initial equity
+SCALE_RETURN = 1e-6       # mtm_return: scale (a fraction)
+RANGE_SHARE = 1e3         # dollar columns: regular bins cover |x| <= this x initial equity
+RANGE_RETURN = 1e3        # mtm_return: regular bins cover |x| <= this
+INCOME_COLUMNS = ("premium", "net_premium", "realised_pnl", "mtm_return")
+YIELD_KEYS = (("premium", "annual_premium_yield"), ("net_premium", "annual_net_premium_yield"),
+              ("realised_pnl", "annual_realised_yield"))
+
+
+def bin_error_text() -> str:
+    """The histogram's quantile error bound in words (summary metadata, docs/semantics.md)."""
+    w = BIN_WIDTH
+    return (f"path-month quantiles from a fixed-bin histogram, bins uniform in asinh(x / scale) of width {w:g}: "
+            f"|error| <= {w * math.exp(w):.4g} x (|q| + scale), scale = {SCALE_SHARE:g} x initial equity for "
+            f"$ columns, {SCALE_RETURN:g} for mtm_return; values beyond {RANGE_SHARE:g} x initial equity "
+            f"({RANGE_RETURN:g} for returns) are bounded only by the exact min/max (count in out_of_range)")
+
+
+class Histogram:
+    """Counts of finite values in fixed asinh bins, with the exact min and max (mergeable)."""
+
+    @staticmethod
+    def n_bins(scale: float, limit: float) -> int:
+        """Length of the counts array for `scale` and `limit` (without allocating it)."""
+        return 2 * int(math.ceil(math.asinh(limit / scale) / BIN_WIDTH)) + 3
+
+    def __init__(self, scale: float, limit: float):
+        self.scale = float(scale)
+        self.half = int(math.ceil(math.asinh(limit / scale) / BIN_WIDTH))
+        # [under, negative bins, exact zeros, positive bins, over]
+        self.counts = np.zeros(2 * self.half + 3, dtype=np.int64)
+        self.zero = self.half + 1
+        self.lo = math.inf
+        self.hi = -math.inf
+
+    def add(self, x: np.ndarray) -> None:
+        x = x[np.isfinite(x)]
+        if not len(x):
+            return
+        b = np.floor(np.arcsinh(x / self.scale) / BIN_WIDTH)
+        b = np.clip(b, -self.half - 1, self.half)
+        idx = (b + (self.half + 1) + (b >= 0)).astype(np.int64)
+        idx[x == 0.0] = self.zero
+        self.counts += np.bincount(idx, minlength=len(self.counts))
+        self.lo = min(self.lo, float(x.min()))
+        self.hi = max(self.hi, float(x.max()))
+
+    @property
+    def n(self) -> int:
+        return int(self.counts.sum())
+
+    @property
+    def out_of_range(self) -> int:
+        return int(self.counts[0] + self.counts[-1])
+
+    def _bin(self, i: int) -> int:
+        """The asinh bin b of counts index i (not the zero index)."""
+        return i - self.half - 1 - (i > self.zero)
+
+    def _edge(self, b: int) -> float:
+        return self.scale * math.sinh(b * BIN_WIDTH)
+
+    def order_stat(self, k: int, cum: np.ndarray) -> float:
+        """Estimate of the k-th smallest value (0-based), inside the bin that holds it (the
+        smallest and largest exactly)."""
+        if k == 0:
+            return self.lo
+        if k == int(cum[-1]) - 1:
+            return self.hi
+        i = int(np.searchsorted(cum, k, side="right"))
+        before = int(cum[i - 1]) if i else 0
+        frac = (k - before + 0.5) / int(self.counts[i])
+        if i == self.zero:
+            return 0.0
+        if i == 0:
+            a, b = self.lo, min(self._edge(-self.half), self.hi)
+            v = a + (b - a) * frac
+        elif i == len(self.counts) - 1:
+            a, b = max(self._edge(self.half), self.lo), self.hi
+            v = a + (b - a) * frac
+        else:
+            v = self.scale * math.sinh((self._bin(i) + frac) * BIN_WIDTH)
+        return min(max(v, self.lo), self.hi)
+
+    def quantile(self, p: float) -> float:
+        """numpy's linear quantile, each order statistic read from its bin (nan when empty)."""
+        n = self.n
+        if n == 0:
+            return math.nan
+        cum = np.cumsum(self.counts)
+        h = (n - 1) * p
+        lo = int(math.floor(h))
+        hi = min(lo + 1, n - 1)
+        t = h - lo
+        a = self.order_stat(lo, cum)
+        b = self.order_stat(hi, cum) if hi != lo else a
+        return a + (b - a) * t if t < 0.5 else b - (b - a) * (1.0 - t)
+
+
+# bytes of a MonthlyStats: per path (sums f8, counts i4, m2 f8, negative i4 per column; yields
+# f8), and its histograms (int64 counts, the same bin count for every column)
+PATH_BYTES = len(INCOME_COLUMNS) * (8 + 4 + 8 + 4) + len(YIELD_KEYS) * 8
+HIST_BYTES = len(INCOME_COLUMNS) * 8 * Histogram.n_bins(SCALE_RETURN, RANGE_RETURN)
+
+
+@dataclass
+class MonthlyStats:
+    """One strategy's path-month reductions (see the module docstring). Paths in row order."""
+
+    n_paths: int
+    n_full: int                      # full months per path
+    initial_equity: float
+    sums: dict = field(default_factory=dict)       # column -> f8[n_paths], finite full months
+    counts: dict = field(default_factory=dict)     # column -> i4[n_paths]
+    m2: dict = field(default_factory=dict)         # column -> f8[n_paths]
+    negative: dict = field(default_factory=dict)   # column -> i4[n_paths]
+    yields: dict = field(default_factory=dict)     # yield key -> f8[n_paths]
+    hist: dict = field(default_factory=dict)       # column -> Histogram
+
+    @classmethod
+    def empty(cls, n_paths: int, n_full: int, initial_equity: float, columns=INCOME_COLUMNS) -> "MonthlyStats":
+        st = cls(int(n_paths), int(n_full), float(initial_equity))
+        for c in columns:
+            st.sums[c] = np.zeros(n_paths)
+            st.counts[c] = np.zeros(n_paths, dtype=np.int32)
+            st.m2[c] = np.zeros(n_paths)
+            st.negative[c] = np.zeros(n_paths, dtype=np.int32)
+            money = c != "mtm_return"
+            st.hist[c] = Histogram(SCALE_SHARE * initial_equity if money else SCALE_RETURN,
+                                   RANGE_SHARE * initial_equity if money else RANGE_RETURN)
+        for c, key in YIELD_KEYS:
+            if c in columns:
+                st.yields[key] = np.zeros(n_paths)
+        return st
+
+    def add(self, first: int, cols: dict, equity_end: np.ndarray) -> None:
+        """Reduce rows [first, first + R) of this chunk: `cols` maps a column to f8[R, n_months]
+        (mtm_return included), `equity_end` f8[R, n_months] (after withdrawals)."""
+        nf = self.n_full
+        rows = equity_end.shape[0]
+        sl = slice(first, first + rows)
+        start = np.empty((rows, nf))
+        if nf:
+            start[:, 0] = self.initial_equity
+            start[:, 1:] = equity_end[:, :nf - 1]
+        for c in self.sums:
+            v = cols[c][:, :nf]
+            ok = np.isfinite(v)
+            s = np.zeros(rows)
+            for m in range(nf):   # month order, as a per-path bincount adds them
+                s = np.where(ok[:, m], s + v[:, m], s)
+            cnt = ok.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = s / cnt
+            d = np.where(ok, v - mean[:, None], 0.0)
+            self.sums[c][sl] = s
+            self.counts[c][sl] = cnt
+            self.m2[c][sl] = (d * d).sum(axis=1)
+            self.negative[c][sl] = (v < 0).sum(axis=1)
+            self.hist[c].add(v.ravel())
+        for c, key in YIELD_KEYS:
+            if key not in self.yields:
+                continue
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(start > 0.0, cols[c][:, :nf] / start, np.nan)
+            ok = np.isfinite(ratio)
+            s = np.zeros(rows)
+            for m in range(nf):
+                s = np.where(ok[:, m], s + ratio[:, m], s)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                self.yields[key][sl] = 12.0 * (s / ok.sum(axis=1))
+
+    def cluster_means(self, c: str) -> np.ndarray:
+        """Per-path mean over full months (nan for a path with a non-finite month, as before)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.counts[c] == self.n_full, self.sums[c] / self.counts[c], np.nan)
+
+    def moments(self, c: str) -> tuple[int, float, float]:
+        """(n, mean, sample std) over every finite full path-month (Chan's merge of per-path
+        moments, reduced in path order)."""
+        cnt = self.counts[c]
+        n = int(cnt.sum())
+        if n == 0:
+            return 0, math.nan, math.nan
+        mean = float(self.sums[c].sum()) / n
+        has = cnt > 0
+        pm = self.sums[c][has] / cnt[has]
+        m2 = float(self.m2[c].sum()) + float((cnt[has] * (pm - mean) ** 2).sum())
+        return n, mean, (math.sqrt(m2 / (n - 1)) if n > 1 else math.nan)
+
+    def negative_shares(self, c: str) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.negative[c] / float(self.n_full) if self.n_full else np.full(self.n_paths, np.nan)
+
+    def select(self, rows: np.ndarray) -> "MonthlyStats":
+        """The per-path state of some rows (histograms shared): for regrouping paths."""
+        st = MonthlyStats(len(rows), self.n_full, self.initial_equity)
+        for name in ("sums", "counts", "m2", "negative", "yields"):
+            setattr(st, name, {k: v[rows] for k, v in getattr(self, name).items()})
+        st.hist = self.hist
+        return st
