@@ -5,7 +5,7 @@ one module per worker at a time, so module-scoped fixtures run once). xdist hand
 collection order; the slowest modules are collected first (longest-first scheduling), so two
 workers finish together instead of one waiting for a long module handed out last. The weights are
 the modules' measured seconds (serial run, 2026-12-03); a module not listed keeps its place after
-them. `python -m pytest -p no:xdist` (or `-n0`) runs everything in one process.
+them. `python -m pytest -n0` runs everything in one process.
 """
 
 from __future__ import annotations
