@@ -84,7 +84,11 @@ def _sizing(r: StrategyRules) -> str:
         return (f"each new spread risks {_pct(s.position_fraction)} of equity (width minus credit), "
                 f"up to {s.max_open} open per underlying, {whole}")
     if r.kind == "covered_call":
-        return f"{_pct(s.position_fraction)} of equity goes into shares (lots of 100 with whole contracts)"
+        lots = " (lots of 100 with whole contracts)"
+        if s.rebalance:
+            return (f"the shares are rebalanced to {_pct(s.position_fraction)} of equity on every entry day "
+                    f"when no call is open, premiums reinvested (the Cboe BXM index){lots}")
+        return f"{_pct(s.position_fraction)} of equity goes into shares{lots}"
     return f"each put is secured by up to {_pct(s.position_fraction)} of equity in cash, {whole}"
 
 
