@@ -16,9 +16,10 @@ Published figures:
 * Cboe PUT vs S&P 500 (total return), June 1986 - Dec 2018 (Bondarenko 2019, "Historical
   Performance of Put-Writing Strategies", Cboe): CAGR 9.54% vs 9.80%, standard deviation 9.95%
   vs 14.93%, Sharpe 0.65 vs 0.49, max drawdown -32.7% vs -50.9%, gross premium about 22% a year.
-* Cboe BXM, June 1986 - Dec 2011 (Whaley 2002 / Ibbotson Associates for Cboe, updated): 9.1% a
-  year at 11.6% volatility, against the S&P 500's 9.0% at 16.1%.
-* VIX averaged 19.3% against 15.1% realised S&P 500 volatility, 1990-2018 (about 4 vol points).
+* Cboe BXM, June 1986 - Dec 2011 (as quoted in issue 12): 9.1% a year at 11.6% volatility,
+  against the S&P 500's 9.0% at 16.1%.
+* VIX averaged 19.3% against 15.1% realised S&P 500 volatility, 1990-2018 (issue 12; about 4
+  vol points).
 
 Model definitions: CAGR, annualised volatility of monthly mark-to-market returns, Sharpe (monthly
 excess over the scenario's risk-free rate, x sqrt(12)) and max drawdown (daily equity) are

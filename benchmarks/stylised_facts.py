@@ -130,11 +130,11 @@ def main(argv=None) -> int:
             f"{args.seed}; per path: median [p5, p95]; IV gaps in vol points")
     hist = ("S&P 500 / VIX (history)", "about -0.7", "about 0.2-0.3", "+4.2 (VIX 19.3% vs 15.1%, 1990-2018)")
     if args.markdown:
-        print("| market | corr(r, dIV) pooled [per path] | acf1 abs(r) pooled [per path] | ATM IV - RV | VIX-style - RV |")
+        print("| market | corr(log return, change of ATM IV): pooled; per path | lag-1 autocorrelation of abs(return): pooled; per path | 30-day ATM IV - realised vol, per path | VIX-style - realised vol, per path |")
         print("|---|---|---|---|---|")
         for name, f, _ in rows:
-            print(f"| {name} | {f['corr(r, dIV)']:.2f} [{band(f['corr per path'], fmt='.2f')}] | "
-                  f"{f['acf1 |r|']:.2f} [{band(f['acf1 per path'], fmt='.2f')}] | "
+            print(f"| {name} | {f['corr(r, dIV)']:.2f}; per path {band(f['corr per path'], fmt='.2f')} | "
+                  f"{f['acf1 |r|']:.2f}; per path {band(f['acf1 per path'], fmt='.2f')} | "
                   f"{band(f['IV - RV'], 100, '+.1f')} | {band(f['VIX-style - RV'], 100, '+.1f')} |")
         print(f"| {hist[0]} | {hist[1]} | {hist[2]} | | {hist[3]} |")
         print()
