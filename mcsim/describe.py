@@ -55,7 +55,7 @@ def _entries(r: StrategyRules) -> str:
     return "every trading day" if every == 1 else f"every {every} trading days"
 
 
-def _manage(m: Manage) -> list[str]:
+def _manage(m: Manage, european: bool = False) -> list[str]:
     out = []
     if m.profit_take > 0:
         out.append(f"takes profit once {_pct(m.profit_take)} of the credit is earned")
@@ -71,7 +71,7 @@ def _manage(m: Manage) -> list[str]:
         if m.close_if_unable_to_roll:
             roll += " (closing it when the roll is refused)"
         out.append(roll)
-    if m.early_assignment:
+    if m.early_assignment and not european:
         out.append(f"is assigned early when an in-the-money option's time value falls below "
                    f"${m.early_assignment_time_value:g} a share")
     return out
@@ -84,7 +84,11 @@ def _sizing(r: StrategyRules) -> str:
         return (f"each new spread risks {_pct(s.position_fraction)} of equity (width minus credit), "
                 f"up to {s.max_open} open per underlying, {whole}")
     if r.kind == "covered_call":
-        return f"{_pct(s.position_fraction)} of equity goes into shares (lots of 100 with whole contracts)"
+        lots = " (lots of 100 with whole contracts)"
+        if s.rebalance:
+            return (f"the shares are rebalanced to {_pct(s.position_fraction)} of equity on every entry day "
+                    f"when no call is open, premiums reinvested (the Cboe BXM index){lots}")
+        return f"{_pct(s.position_fraction)} of equity goes into shares{lots}"
     return f"each put is secured by up to {_pct(s.position_fraction)} of equity in cash, {whole}"
 
 
@@ -125,7 +129,9 @@ def describe_strategy(r: StrategyRules, scenario: Scenario) -> str:
                                          f"call delta {h.call_delta:g}" if h.call_delta else "",
                                          f"{h.dte} days out" if h.dte else "") if x)
             parts.append(f"when {trig}, new positions use {what or 'the same rule'}")
-        parts += _manage(r.manage)
+        # index-style (cash-settled) options are European: never assigned early
+        european = info.cash_settle or (info.buys_shares and (r.call.settle or info.call_settle) == "cash")
+        parts += _manage(r.manage, european)
         parts.append(_sizing(r))
         extra = (_extra_fields(r.manage, _MANAGE_DESCRIBED, "manage")
                  + _extra_fields(r.put, _RULE_DESCRIBED, "put") + _extra_fields(r.call, _RULE_DESCRIBED, "call"))

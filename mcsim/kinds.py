@@ -36,6 +36,8 @@ class KindInfo:
     `buys_shares`: it buys its shares itself (lots of 100 under integer sizing) on entry days
     when it holds none; `call_settle` / `min_strike`: defaults of its `call` table;
     `extra_keys`: strategy-level TOML keys of its own (besides the tables above);
+    `sizing_keys`: keys of its own in `[strategies.sizing]` (covered_call: `rebalance`, trade
+    the shares back to position_fraction of equity on entry days when no call is open);
     `user`: a `[[strategies]]` entry may name it; `baseline`: added to every scenario.
     """
 
@@ -51,6 +53,7 @@ class KindInfo:
     call_settle: str = "shares"
     min_strike: str = "cost_basis"
     extra_keys: tuple[str, ...] = ()
+    sizing_keys: tuple[str, ...] = ()
     user: bool = True
     baseline: bool = False
     default_position_fraction: float = 1.0
@@ -64,7 +67,7 @@ KINDS: dict[str, KindInfo] = {k.name: k for k in (
     KindInfo("put_write", Kind.PUT_WRITE, put_table="put", has_options=True, cash_settle=True),
     KindInfo("covered_call", Kind.COVERED_CALL, call_table="call", has_options=True,
              holds_shares=True, tracks_cycle=True, buys_shares=True, call_settle="cash",
-             min_strike="none"),
+             min_strike="none", sizing_keys=("rebalance",)),
     KindInfo("buy_and_hold", Kind.BUY_HOLD, holds_shares=True, baseline=True),
     KindInfo("cash", Kind.CASH, user=False, baseline=True),
 )}

@@ -306,7 +306,8 @@ def replay_log_rows(rules, n_steps: int, n_months: int) -> int:
     opens = -(-n // max(int(rules.entry_every_days), 1)) * n_su if options else 0
     per_u = int(rules.sizing.max_open) if rules.kind == "bull_put_spread" else 1
     rolls = min(opens * int(rules.manage.max_rolls), (n + 1) * n_su * per_u) if options else 0
-    buys = opens if KINDS[rules.kind].buys_shares else 0   # covered_call: shares, then a call
+    # covered_call: one share trade (a buy, or a sizing.rebalance buy or sale), then a call
+    buys = opens if KINDS[rules.kind].buys_shares else 0
     return 2 * opens + buys + rolls + int(n_months) + 2 + 8
 
 

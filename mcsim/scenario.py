@@ -67,6 +67,8 @@ _ARRAY_TABLES = ("underlyings", "strategies", "shocks")
 TOP_KEYS = ("title", "run", "regimes", "market", "underlyings", "shocks", "correlation", "costs", "strategies")
 _COMMON_STRATEGY_KEYS = ("name", "kind", "underlyings", "entry_every_days")
 _OPTION_STRATEGY_KEYS = ("manage", "high_iv", "sizing")
+# sizing keys only some kinds accept (`KindInfo.sizing_keys`)
+_KIND_SIZING_KEYS = frozenset(k for v in KINDS.values() for k in v.sizing_keys)
 STRATEGY_KEYS = {  # the keys a [[strategies]] entry may hold, by kind (from the registry)
     k: _COMMON_STRATEGY_KEYS + tuple(t for t in (v.put_table, v.call_table) if t) + v.extra_keys
     + (_OPTION_STRATEGY_KEYS if v.has_options else ("sizing",))
@@ -290,11 +292,16 @@ class HighIV:
 
 @dataclass(frozen=True)
 class Sizing:
-    """`[strategies.sizing]`: position_fraction of current equity per new position."""
+    """`[strategies.sizing]`: position_fraction of current equity per new position.
+
+    `rebalance` (covered_call only, `KindInfo.sizing_keys`): on every entry day when no call is
+    open on an underlying, buy or sell its shares so that they are worth position_fraction of
+    equity (divided over the strategy's underlyings), as the Cboe BXM index reinvests."""
 
     position_fraction: float = 1.0
     contracts: str = "integer"
     max_open: int = 1
+    rebalance: bool = False
 
 
 @dataclass(frozen=True)
@@ -936,11 +943,14 @@ def _parse_strategy(raw, i, names, seen, run: RunConfig) -> StrategyRules:
         if t.has("high_iv"):
             high_iv = _parse_high_iv(t.data["high_iv"], f"{path}.high_iv", kind)
     st = Table(t.raw("sizing", {}), f"{path}.sizing")
-    st.expect(_keys(Sizing))
+    own = KINDS[kind].sizing_keys
+    st.expect([k for k in _keys(Sizing) if k not in _KIND_SIZING_KEYS or k in own],
+              f' for kind "{kind}"')
     sizing = Sizing(
         position_fraction=st.number("position_fraction", sizing_default, lo=0.0, hi=1.0, lo_open=True),
         contracts=st.string("contracts", "integer", choices=CONTRACTS_CHOICES),
         max_open=st.integer("max_open", 1, lo=1, hi=1000),
+        rebalance=st.boolean("rebalance", False) if "rebalance" in own else False,
     )
     if kind != "bull_put_spread" and sizing.max_open != 1:
         raise bad_value(f"{path}.sizing.max_open", sizing.max_open, f"1 for a {kind} (one cycle per underlying)")
@@ -1012,6 +1022,12 @@ def check_strategy(rules: StrategyRules, scenario: Scenario) -> None:
     _check(f"{path}.sizing.max_open", sizing.max_open, lambda v: int(v) == v and v >= 1, "an integer >= 1")
     if sizing.contracts not in CONTRACTS_CHOICES:
         raise bad_value(f"{path}.sizing.contracts", sizing.contracts, 'one of "integer", "fractional"')
+    if not isinstance(sizing.rebalance, bool):
+        raise bad_value(f"{path}.sizing.rebalance", sizing.rebalance, "true or false")
+    if sizing.rebalance and "rebalance" not in info.sizing_keys:
+        raise bad_value(f"{path}.sizing.rebalance", sizing.rebalance,
+                        "false for a " + rules.kind + " (only " + ", ".join(
+                            k for k, v in KINDS.items() if "rebalance" in v.sizing_keys) + " rebalances its shares)")
     if info.put_table is not None:
         _check_option_rule(rules.put, f"{path}.{info.put_table}")
     if info.call_table is not None:

@@ -71,7 +71,7 @@ COUNTERS = ("options_sold", "puts_sold", "calls_sold", "spreads_sold", "assignme
             "stop_losses", "closes", "close_dte_closes", "max_rolls_closes", "unable_to_roll_closes")
 # the trade log's `reason` values (docs/semantics.md, Clarifications: "Trade log `reason`")
 REASONS = ("entry", "profit_take", "stop_loss", "close_dte", "roll_itm", "roll_delta", "max_rolls",
-           "unable_to_roll", "expiry", "early_exercise", "withdrawal", "end")
+           "unable_to_roll", "expiry", "early_exercise", "withdrawal", "end", "rebalance")
 # a close's reason -> the counters it bumps (Counting and income)
 CLOSE_COUNTERS = {
     "stop_loss": ("stop_losses",),
@@ -786,8 +786,11 @@ class PathRun:
                 if n_open < self.rules.sizing.max_open:
                     self.enter_spread(u, equity_now)
             elif self.kind == "covered_call":
-                if self.shares[u] == 0.0 and not any(p.u == u for p in self.positions):
+                no_call = not any(p.u == u for p in self.positions)
+                if self.shares[u] == 0.0 and no_call:
                     self.buy_shares(u, equity_now)
+                elif self.shares[u] > 0 and no_call and self.rules.sizing.rebalance:
+                    self.rebalance(u, equity_now)
                 if self.shares[u] > 0 and not any(p.u == u for p in self.positions):
                     self.enter_call(u)
 
@@ -808,6 +811,45 @@ class PathRun:
         self.purchase_price[u] = price
         self.set_cycle_premium(u, 0.0)
         self.record("buy_shares", "entry", u, "", math.nan, -1, shares / SHARES_PER_CONTRACT, price, math.nan)
+
+    def rebalance(self, u, equity_now):
+        """covered_call with sizing.rebalance (shares held, no call open): the holding's value at
+        the close is brought toward position_fraction x equity / (its underlyings). Below it:
+        buy with the shortfall, at most the free cash, at S + slippage_per_share; above it: sell
+        the excess (valued at S) at S - slippage_per_share. Whole lots of 100 under integer
+        sizing, rounded toward zero; the purchase price is the average cost and the cycle
+        premium per share is spread over the new holding; a sale realises fill - average cost."""
+        S = self.S(u)
+        slip = self.costs.slippage_per_share
+        target = self.rules.sizing.position_fraction * equity_now / len(self.unds)
+        held = self.shares[u]
+        lot = SHARES_PER_CONTRACT
+        if held * S < target:
+            price = S + slip
+            spend = min(target - held * S, max(self.free_cash(), 0.0))
+            n = lot * math.floor(spend / (lot * price)) if self.integer_sizing() else spend / price
+            if not n / lot >= MIN_CONTRACTS:
+                return
+            self.branches["rebalance_buy"] += 1
+            self.cash -= n * price
+            self.purchase_price[u] = (self.purchase_price[u] * held + price * n) / (held + n)
+            self.shares[u] = held + n
+            self.set_cycle_premium(u, self.cycle_premium[u] * held / (held + n))
+            self.record("buy_shares", "rebalance", u, "", math.nan, -1, n / lot, price, math.nan)
+        else:
+            price = max(S - slip, 0.0)
+            excess = held * S - target
+            n = lot * math.floor(excess / (lot * S)) if self.integer_sizing() else excess / S
+            n = min(n, held)
+            if not n / lot >= MIN_CONTRACTS:
+                return
+            self.branches["rebalance_sell"] += 1
+            self.cash += n * price
+            self.book_realised((price - self.purchase_price[u]) * n)
+            self.shares[u] = held - n
+            if self.shares[u] < 1e-6:
+                self.shares[u] = 0.0
+            self.record("sell_shares", "rebalance", u, "", math.nan, -1, n / lot, price, math.nan)
 
     def integer_sizing(self):
         return self.rules.sizing.contracts == "integer"

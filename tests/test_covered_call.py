@@ -190,3 +190,101 @@ def test_settle_is_validated():
     raw["strategies"][0]["kind"] = "wheel"  # a wheel's calls are always called away
     with pytest.raises(ScenarioError, match=r"settle"):
         parse_scenario(raw)
+
+
+# --------------------------------------------------------------------------------------------
+# sizing.rebalance (issue 12): the shares are traded back to position_fraction of equity on each
+# entry day when no call is open, as the Cboe BXM index reinvests
+
+
+def _rebalanced(contracts="fractional", slip=0.05):
+    raw = _raw(settle="cash", r=0.0, q=0.0, contracts=contracts, years=6 * M / 252)
+    raw["run"]["initial_equity"] = 100_000.0
+    raw["costs"] = {"slippage_per_share": slip}
+    raw["strategies"][0]["sizing"]["rebalance"] = True
+    raw["strategies"][0]["manage"] = {"early_assignment": False}
+    sc = parse_scenario(raw)
+    return sc, _market(sc, _path())
+
+
+def test_rebalance_trades_by_hand():
+    """Month 1 ends ITM at 110 (K = 100): the cash-settled payout overdraws the cash, so the
+    rebalance sells shares worth the overdraft at 110 (filled at 110 - 0.05); month 2 ends at
+    96, the call worthless: the cash (premiums) buys shares at 96 + 0.05, average cost and cycle
+    premium per share updated; each before the month's new call, which covers the new holding."""
+    sc, mk = _rebalanced()
+    log = replay_market(sc, mk, "bxm")
+    spot = mk.spot[0, :, 0]
+    acts = list(zip(log.step, log.action, log.reason))
+    assert acts[:8] == [(0, "buy_shares", "entry"), (0, "sell_call", "entry"),
+                        (21, "assigned", "expiry"), (21, "sell_shares", "rebalance"),
+                        (21, "sell_call", "entry"), (42, "expire_worthless", "expiry"),
+                        (42, "buy_shares", "rebalance"), (42, "sell_call", "entry")]
+    buy0, call0, itm, sale, call1, _, buy2, call2 = (log.iloc[i] for i in range(8))
+    h0 = 100_000.0 / 100.05                        # all equity at 100 + slippage
+    assert buy0.contracts * 100.0 == pytest.approx(h0, rel=1e-12) and buy0.cash == pytest.approx(0.0, abs=1e-9)
+    fill0 = _fill(100.0, 100.0, 21, 0.0, 0.0) - 0.05
+    assert call0.price == pytest.approx(fill0, rel=1e-12) and call0.contracts == pytest.approx(h0 / 100.0)
+    cash = h0 * fill0 - (spot[21] - 100.0) * h0    # premium in, intrinsic out
+    assert cash < 0.0 and itm.cash == pytest.approx(cash, rel=1e-12)
+    # equity = cash + h0 S: the holding exceeds equity by -cash, sold at S - slippage
+    n = -cash / spot[21]
+    assert sale.contracts * 100.0 == pytest.approx(n, rel=1e-12) and sale.price == spot[21] - 0.05
+    assert sale.cash == pytest.approx(cash + n * (spot[21] - 0.05), abs=1e-6)
+    assert sale.cash == pytest.approx(-0.05 * n, abs=1e-6)   # only the slippage is overdrawn
+    assert sale.shares == pytest.approx(h0 - n, rel=1e-12)
+    assert sale.cost_basis == pytest.approx(100.05 - fill0, rel=1e-12)   # per share, unchanged
+    assert call1.contracts * 100.0 == pytest.approx(h0 - n, rel=1e-12)
+    # month 2: the call expires worthless; all the cash buys shares at 96 + 0.05
+    h1 = h0 - n
+    cash2 = sale.cash + call1.price * 100.0 * call1.contracts
+    m = cash2 / (spot[42] + 0.05)
+    assert buy2.contracts * 100.0 == pytest.approx(m, rel=1e-12) and buy2.cash == pytest.approx(0.0, abs=1e-6)
+    avg = (100.05 * h1 + (spot[42] + 0.05) * m) / (h1 + m)
+    cycle = (fill0 + call1.price) * h1 / (h1 + m)
+    assert buy2.shares == pytest.approx(h1 + m, rel=1e-12)
+    assert buy2.cost_basis == pytest.approx(avg - cycle, rel=1e-12)
+    assert call2.contracts * 100.0 == pytest.approx(h1 + m, rel=1e-12)
+    res = mcsim.run_strategies(sc, mk)
+    row = res.per_path[res.per_path.strategy == "bxm"].iloc[0]
+    assert row.final_equity == log.equity.iloc[-1]
+    # the sale realised (110 - 0.05 - 100.05) a share, booked in month 0 (steps 0..21) with the call's P&L
+    mo = res.monthly[res.monthly.strategy == "bxm"].sort_values("month")
+    call_pnl = (fill0 - (spot[21] - 100.0)) * h0
+    assert mo.realised_pnl.iloc[0] == pytest.approx(call_pnl + (spot[21] - 0.05 - 100.05) * n, rel=1e-9)
+
+
+def test_rebalance_whole_lots_and_default_off():
+    """Integer sizing trades whole lots only, rounded toward zero (no trade inside one lot);
+    without the key the shares are bought once and held (the result before issue 12)."""
+    sc, mk = _rebalanced(contracts="integer", slip=0.0)
+    log = replay_market(sc, mk, "bxm")
+    trades = log[log.reason == "rebalance"]
+    assert len(trades) > 0    # (both directions in whole lots: the differential test's bxm_lots)
+    assert (trades.contracts == np.round(trades.contracts)).all()
+    for row in log[log.action == "sell_call"].itertuples():
+        # after each entry day's rebalance (no costs: the sale leaves equity unchanged) the
+        # holding is within one lot of equity (position_fraction 1), and in whole lots
+        assert abs(row.equity - row.shares * row.spot) < 100.0 * row.spot, row
+        assert row.shares % 100.0 == 0.0 and row.contracts * 100.0 == row.shares
+    raw = _raw(settle="cash", r=0.0, q=0.0, contracts="integer", years=6 * M / 252)
+    raw["run"]["initial_equity"] = 100_000.0
+    raw["strategies"][0]["manage"] = {"early_assignment": False}
+    sc_off = parse_scenario(raw)
+    log_off = replay_market(sc_off, _market(sc_off, _path()), "bxm")
+    assert (log_off.reason != "rebalance").all()
+    assert (log_off[log_off.action == "buy_shares"].step == 0).all()
+
+
+def test_rebalance_is_validated():
+    raw = _raw()
+    raw["strategies"][0]["sizing"]["rebalance"] = "yes"
+    with pytest.raises(ScenarioError, match=r"strategies\.bxm\.sizing\.rebalance"):
+        parse_scenario(raw)
+    raw = _raw()
+    raw["strategies"][0]["kind"] = "put_write"
+    raw["strategies"][0]["put"] = raw["strategies"][0].pop("call")
+    raw["strategies"][0]["put"].pop("settle")
+    raw["strategies"][0]["sizing"]["rebalance"] = True
+    with pytest.raises(ScenarioError, match=r"unknown key \"rebalance\" for kind \"put_write\""):
+        parse_scenario(raw)

@@ -152,7 +152,7 @@ def test_replay_max_open_1000_is_sized_from_the_rules(monkeypatch):
     assert "sizing.max_open" in str(ei.value) and "\n" not in str(ei.value)
 
 
-@pytest.mark.parametrize("name", ["spy_wheel", "income_withdrawals", "diversified", "crash"])
+@pytest.mark.parametrize("name", ["spy_wheel", "income_withdrawals", "diversified", "crash", "buy_write"])
 def test_replay_log_bound_is_never_reached(name):
     """The bound holds on shipped scenarios (a log at capacity would have been truncated)."""
     sc = load_scenario(ROOT / "scenarios" / f"{name}.toml", ["run.horizon_years=2"])

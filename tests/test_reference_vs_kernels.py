@@ -18,6 +18,10 @@ the above: `net_premium` (monthly, `net_premium_collected`), the close counters 
 `reason`, `long_strike`, `shares`, `cost_basis`. The coverage tests at the end require every
 `reason` (with every action it goes with), rolls in both roll_strike modes and every branch of
 the new rules (`BRANCHES`, as taken by the reference).
+
+Issue 12 (`_issue12_draws`, then `_rebalance_draws`, drawn last): stochastic vol on some
+underlyings; `sizing.rebalance` on some covered_call strategies (its buys and sells, reason
+`rebalance`, are in the coverage sets).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from reference import (  # noqa: E402
 
 ACTIONS = ("sell_put", "sell_call", "open_spread", "buy_to_close", "close_spread",
            "expire_worthless", "assigned", "called_away", "early_assigned", "roll", "withdraw", "end",
-           "buy_shares")
+           "buy_shares", "sell_shares")
 SEEN_ACTIONS: Counter = Counter()  # filled by every comparison, checked by the last test
 SEEN_EVENTS: Counter = Counter()  # (strategy kind, action, option kind) of the reference logs
 # every event of every strategy kind that the text defines
@@ -69,6 +73,7 @@ EVENTS = {
     ("covered_call", "expire_worthless", "call"), ("covered_call", "assigned", "call"),
     ("covered_call", "called_away", "call"), ("covered_call", "early_assigned", "call"),
     ("covered_call", "buy_to_close", "call"), ("covered_call", "roll", "call"),
+    ("covered_call", "sell_shares", ""),  # sizing.rebalance (issue 12)
 }
 # issue 11: every `reason` of the log occurs, with every action it can go with
 SEEN_REASONS: Counter = Counter()
@@ -80,6 +85,7 @@ ACTION_REASONS = {
     ("roll", "roll_itm"), ("roll", "roll_delta"),
     ("expire_worthless", "expiry"), ("assigned", "expiry"), ("called_away", "expiry"),
     ("early_assigned", "early_exercise"), ("withdraw", "withdrawal"), ("end", "end"),
+    ("buy_shares", "rebalance"), ("sell_shares", "rebalance"),
 }
 # rolls per manage.roll_strike mode (both must roll), and the branches of the new rules that the
 # reference took (PathRun.branches): each must be taken somewhere in the generated set
@@ -93,6 +99,7 @@ BRANCHES = (
     "roll_credit_moved", "roll_credit_at_old_strike", "roll_credit_refused",
     "roll_rule_accepted", "roll_rule_refused",
     "put_below_min_credit", "call_below_min_credit", "spread_below_min_credit",
+    "rebalance_buy", "rebalance_sell",         # covered_call sizing.rebalance (issue 12)
 )
 N_COMPARED: Counter = Counter()  # scenarios and (strategy, path) runs compared
 
@@ -405,7 +412,16 @@ def build_raw(ch, issue11: bool = True, issue12: bool = True) -> dict:
         _issue11_draws(ch, raw, n_steps, und_names)
     if issue12:
         _issue12_draws(ch, raw)
+        _rebalance_draws(ch, raw)
     return raw
+
+
+def _rebalance_draws(ch, raw: dict) -> None:
+    """Drawn after everything else (a scenario without a covered_call draws nothing here, so its
+    seed draws what it drew before): `sizing.rebalance` on some covered_call strategies."""
+    for s in raw["strategies"]:
+        if s["kind"] == "covered_call" and ch.coin(0.5):
+            s["sizing"]["rebalance"] = True
 
 
 def _issue12_draws(ch, raw: dict) -> None:
@@ -706,12 +722,32 @@ def _designed() -> list[dict]:
                     "early_assignment_time_value": 0.2}},
     ]
     out.append(raw)
+    # issue 12: buy-writes that rebalance their shares to position_fraction of equity (BXM
+    # reinvests): integer and fractional lots, cash- and share-settled calls, two underlyings,
+    # rallies (cash-settled payouts force sales) and a drop (premiums and cash buy more shares)
+    raw = _base(n_steps=150, monthly_withdrawal=200.0)
+    raw["underlyings"].append({**raw["underlyings"][0], "name": "BBB", "spot": 40.0, "volatility": 0.4,
+                               "strike_step": 0.5})
+    raw["shocks"] = [{"day": 15, "log_return": 0.15, "iv_add": 0.0},
+                     {"day": 60, "underlyings": ["AAA"], "log_return": -0.2, "iv_add": 0.1},
+                     {"day": 100, "underlyings": ["BBB"], "log_return": 0.2, "iv_add": 0.0}]
+    raw["strategies"] = [
+        {"name": "bxm_rebal", "kind": "covered_call", "underlyings": ["AAA"], "entry_every_days": 5,
+         "call": {"otm_pct": 0.0, "dte": 30}, "sizing": {"rebalance": True, "contracts": "fractional"}},
+        {"name": "bxm_lots", "kind": "covered_call", "entry_every_days": 5,
+         "call": {"delta": 0.5, "dte": 14}, "sizing": {"rebalance": True, "position_fraction": 0.9}},
+        {"name": "cc_rebal_shares", "kind": "covered_call", "underlyings": ["BBB", "AAA"],
+         "call": {"delta": 0.4, "dte": 14, "settle": "shares", "min_strike": "cost_basis"},
+         "sizing": {"rebalance": True, "contracts": "fractional", "position_fraction": 0.6},
+         "manage": {"profit_take": 0.5, "early_assignment": False}},
+    ]
+    out.append(raw)
     return out
 
 
-@pytest.mark.parametrize("k", range(6))
+@pytest.mark.parametrize("k", range(7))
 def test_designed_scenarios(k):
-    check_scenario(_designed()[k], n_paths=4, replay_paths=4 if k == 5 else 2)
+    check_scenario(_designed()[k], n_paths=4, replay_paths=4 if k in (5, 6) else 2)
 
 
 @pytest.mark.parametrize("seed", range(200))

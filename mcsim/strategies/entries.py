@@ -15,14 +15,14 @@ from numba import njit
 
 from mcsim.pricing import round_strike_nb
 
-from .layout import MIN_CONTRACTS, NO, NONE, YES, Action, HighIV, Kind, Leg, Reason, Width
+from .layout import MIN_CONTRACTS, NO, NONE, SHARE_DUST, YES, Action, HighIV, Kind, Leg, Reason, Width
 from .options_nb import (
     buy_fill, entry_rule, floor_if, grid_at_or_above, high_iv_active, leg_iv, min_strike_grid,
     nearest_expiry, rule_strike, sell_fill,
 )
 from .positions import (
-    add_position, atm_for, book_sale, log_event, mark, mark_fn, min_strike_level, reserved_cash,
-    trade_mids,
+    add_position, atm_for, book_realised, book_sale, log_event, mark, mark_fn, min_strike_level,
+    reserved_cash, trade_mids,
 )
 
 WANT_NOTHING = 0
@@ -211,6 +211,56 @@ def buy_shares(t, m, u, equity, mk, rules, book, out):
                   (math.nan, math.nan, shares / 100.0, price, math.nan), mk, rules, book, out)
 
 
+@njit(cache=True, nogil=True, _nrt=False)
+def rebalance_shares(t, m, u, equity, mk, rules, book, out):
+    """covered_call with sizing.rebalance, shares of u held and no call open on u: trade them
+    toward position_fraction x equity / n_su ($ at the close S). Short of it by `gap`: buy with
+    min(gap, free cash) at S + slippage_per_share (as `buy_shares`); above it: sell shares worth
+    the excess at S, filled at S - slippage_per_share, realising (fill - average cost) each.
+    Under integer sizing both are rounded toward zero to lots of 100 (no trade inside a lot)."""
+    p = rules.p[0]
+    s = mk.spot[t, u]
+    h = book.hold[u]
+    st = book.st[0]
+    gap = p.position_fraction * equity / rules.su.shape[0] - h.shares * s
+    integer = p.integer != 0
+    if gap > 0.0:
+        price = s + p.slippage
+        budget = min(gap, max(st.cash - reserved_cash(book), 0.0))
+        if integer:
+            n = 100.0 * np.floor(budget / (100.0 * price))
+        else:
+            n = budget / price
+        if not (n / 100.0 >= MIN_CONTRACTS):
+            return
+        st.cash -= n * price
+        total = h.shares + n
+        # average cost; the cycle premium (per share) is spread over the larger holding
+        h.price = (h.price * h.shares + price * n) / total
+        h.cycle = h.cycle * (h.shares / total)
+        h.shares = total
+        act = Action.BUY_SHARES
+    else:
+        price = max(s - p.slippage, 0.0)
+        if integer:
+            n = 100.0 * np.floor(-gap / (100.0 * s))
+        else:
+            n = -gap / s
+        n = min(n, h.shares)
+        if not (n / 100.0 >= MIN_CONTRACTS):
+            return
+        st.cash += n * price
+        book_realised((price - h.price) * n, m, out)
+        h.shares -= n
+        if h.shares < SHARE_DUST:
+            h.shares = 0.0
+        act = Action.SELL_SHARES
+    st.epoch += 1
+    if p.log != 0:
+        log_event(t, (np.int64(act), np.int64(Reason.REBALANCE), u, NONE, NONE),
+                  (math.nan, math.nan, n / 100.0, price, math.nan), mk, rules, book, out)
+
+
 @njit(cache=True, nogil=True, _nrt=False, inline="always")
 def want(u, p, book):
     """What underlying u wants now: WANT_NOTHING, WANT_SIZED or WANT_CALL (p: RULES_DT)."""
@@ -243,7 +293,8 @@ def entries(t, m, mk, rules, book, out):
     su = rules.su
     sized = False
     for j in range(su.shape[0]):
-        if want(su[j], p, book) == WANT_SIZED:
+        w = want(su[j], p, book)
+        if w == WANT_SIZED or (w == WANT_CALL and p.rebalance != 0):
             sized = True
     equity = math.nan
     if sized:
@@ -261,6 +312,10 @@ def entries(t, m, mk, rules, book, out):
             else:
                 sell_put(t, m, u, equity, mk, rules, book, out)
         elif w == WANT_CALL:
+            if p.rebalance != 0:
+                rebalance_shares(t, m, u, equity, mk, rules, book, out)
+                if want(u, p, book) != WANT_CALL:
+                    continue
             sell_call(t, m, u, mk, rules, book, out)
 
 

@@ -63,6 +63,7 @@ class Action(IntEnum):
     WITHDRAW = 10
     END = 11
     BUY_SHARES = 12
+    SELL_SHARES = 13
 
 
 ACTION_NAMES = tuple(x.name.lower() for x in Action)
@@ -116,6 +117,7 @@ class Reason(IntEnum):
     EARLY_EXERCISE = 9
     WITHDRAWAL = 10
     END = 11
+    REBALANCE = 12   # covered_call with sizing.rebalance: shares traded back to position_fraction
 
 
 REASON_NAMES = tuple(x.name.lower() for x in Reason)
@@ -184,6 +186,8 @@ RULES_DT = np.dtype([
     ("initial_equity", np.float64),  # $
     ("withdrawal", np.float64),      # $ per month
     ("withdrawal_pct", np.float64),  # fraction of equity per month
+    ("rebalance", np.int64),         # 1: covered_call trades its shares to position_fraction x
+                                     # equity ($ at the close) on entry days with no call open
 ], align=True)
 
 # Per market underlying.

@@ -148,6 +148,7 @@ def to_kernel(rules: StrategyRules, scenario: Scenario, log: bool = False) -> Ke
     sizing = rules.sizing
     p["position_fraction"] = sizing.position_fraction
     p["integer"] = sizing.contracts == "integer"
+    p["rebalance"] = sizing.rebalance
     max_open = int(sizing.max_open) if rules.kind == "bull_put_spread" else 1
     p["max_open"] = max_open
     p["cap"] = len(su) * max_open if info.has_options else 0
