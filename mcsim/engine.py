@@ -9,6 +9,9 @@ reduced as the chunk finishes: path-month data goes into each strategy's
 chunk's rows, for `--monthly all`). So memory grows with paths (the per_path table), never with
 paths x months or paths x steps. Every path is computed on its own and reductions over paths run
 in path order at the end, so results are bit-identical for any chunk size and thread count.
+A chunk is one call of `run_chunk_task` (a `ChunkSpec` in, a `ChunkOut` out, picklable): the
+local engine calls it in a loop, the Dask engine (`mcsim/dask_engine.py`) as one task per chunk,
+and both fold the `ChunkOut`s in path order, so the engine changes no bit either.
 Table columns: docs/semantics.md "Result tables". Money in dollars.
 """
 

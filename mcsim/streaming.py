@@ -1,9 +1,10 @@
 """Streaming reductions of path-month data: what the summary needs, in memory that does not grow
 with paths x months.
 
-`simulate` runs chunks of paths; after each chunk, every strategy's monthly rows are reduced into
-a `MonthlyStats` and dropped (only the first `monthly_limit` paths' rows are kept, for
-monthly.parquet and the plots). Two kinds of state:
+`simulate` runs chunks of paths; in each chunk, every strategy's monthly rows are reduced into
+the chunk's own `MonthlyStats` and dropped (only the first `monthly_limit` paths' rows are kept,
+for monthly.parquet and the plots); the run's `MonthlyStats` takes each chunk's in with `put`
+(on a Dask worker the chunk's is pickled, its histograms sparse). Two kinds of state:
 
 * per path (grows with paths only, like the per_path table): over the path's full months, for
   each income column (premium, net_premium, realised_pnl, mtm_return), the sum of its finite
