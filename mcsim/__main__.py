@@ -2,4 +2,5 @@
 
 from .cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":   # a spawned Dask worker re-imports __main__: run nothing then
+    raise SystemExit(main())

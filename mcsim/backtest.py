@@ -16,6 +16,7 @@ full months, the risk-free rate per month exp(r d dt) - 1 over its d steps of in
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -68,20 +69,19 @@ def _daily(kp, n_steps: int):
 def simulate_history(scenario, threads: int | None = None):
     """Every strategy of `scenario` (plus the baselines) on its price history: a `Result` with
     one path whose `monthly` rows are calendar months (extra column `calendar_month`)."""
-    from .engine import Result, _Plan, _return_stats
+    from .engine import ChunkSpec, Result, _Plan, _return_stats, chunk_out
     from .memory import check_market_run
 
     market, dates = history_market(scenario)
     check_market_run(scenario, market)
     t0 = time.perf_counter()
     n = market.n_steps
-    plan = _Plan(scenario, 1, n, threads)
-    plan.month, plan.n_months = 1, n
-    plan.kps = [_daily(kp, n) for kp in plan.kps]
+    spec = ChunkSpec.build(scenario, 1, n)
+    # one-step reporting months, summed into calendar months below
+    spec = dataclasses.replace(spec, month=1, n_months=n, n_full=n, kps=tuple(_daily(kp, n) for kp in spec.kps))
+    plan = _Plan(spec, 1, threads)
     n_s = len(plan.names)
-    plan.m_cols = {k: np.zeros(n_s * n) for k in plan.m_cols}
-    plan.m_short = np.zeros(n_s * n, dtype=np.bool_)
-    plan.run_chunk(0, market.spot, market.atm_iv, market.regime, None)
+    plan.fold(chunk_out(spec, 0, market.spot, market.atm_iv, market.regime, 1, None))
 
     idx, labels, partial = calendar_months(dates)
     n_c = len(labels)

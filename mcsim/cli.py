@@ -97,7 +97,24 @@ def _add_run_options(p: argparse.ArgumentParser, *, sets: bool = True, out: bool
         p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                        help="override a scenario key (repeatable), e.g. strategies.wheel_30d.put.delta=0.2")
     p.add_argument("--chunk-paths", type=_int_at_least(1, "chunk-paths"), help="paths per chunk (memory bound)")
+    p.add_argument("--engine", type=_engine_choice, default="local",
+                   help="local (default: chunks in this process) or dask (chunks as Dask tasks; "
+                        "pip install 'mcsim[dask]'); same results either way")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="with --engine dask: the address of a running Dask scheduler, e.g. tcp://host:8786 "
+                        "(default: a LocalCluster of one worker process per CPU)")
     p.add_argument("--quiet", action="store_true", help="print nothing on stdout, no progress bar")
+
+
+def _engine_choice(text: str) -> str:
+    from .engine import ENGINES
+
+    if text not in ENGINES:
+        raise argparse.ArgumentTypeError(f'"{text}" is not allowed (must be one of {", ".join(ENGINES)})')
+    return text
+
+
+_engine_choice.__name__ = "engine"
 
 
 def _monthly_mode(text: str) -> str:
@@ -257,11 +274,63 @@ class _Progress:
             self.shown = False
 
 
+class _Engine:
+    """--engine / --scheduler of one command: checked before any work, and one Dask client
+    (a LocalCluster, or a connection to --scheduler) opened at the first simulation that needs
+    it and shared by all of the command's simulations (compare, sweep), closed at the end."""
+
+    def __init__(self, args):
+        self.prog = f"mcsim {getattr(args, 'command', '')}".rstrip()
+        self.name = getattr(args, "engine", None) or "local"
+        self.scheduler = getattr(args, "scheduler", None)
+        self.stack = contextlib.ExitStack()
+        self.client = None
+        self.noted = False
+        if self.scheduler is not None and self.name != "dask":
+            _fail(f'{self.prog}: error: --scheduler: "{self.scheduler}" is not allowed with --engine {self.name} '
+                  "(it is the address of the Dask scheduler of --engine dask)")
+        if self.name == "dask":
+            from . import dask_engine
+
+            try:
+                dask_engine.require()
+            except dask_engine.DaskUnavailableError:
+                _fail(f"{self.prog}: error: --engine: dask needs the optional extra: pip install 'mcsim[dask]' "
+                      "(dask[distributed] is not installed)", EXIT_ENVIRONMENT)
+
+    def kwargs(self, scenario) -> dict:
+        """What `simulate` needs for this engine (nothing for local)."""
+        if self.name != "dask":
+            return {}
+        if scenario.market.source == "history":
+            if not self.noted:
+                sys.stderr.write('mcsim: note: market.source = "history" is one path: it runs locally, '
+                                 "not on Dask\n")
+                self.noted = True
+            return {}
+        if self.client is None:
+            from . import dask_engine
+
+            try:
+                self.client = self.stack.enter_context(dask_engine.connect(self.scheduler))
+            except ValueError as exc:
+                _fail(f"{self.prog}: error: --{exc}")
+            except OSError as exc:
+                _fail(f"{self.prog}: error: --{exc}", EXIT_ENVIRONMENT)
+        return {"engine": "dask", "scheduler": self.client}
+
+    def close(self) -> None:
+        self.stack.close()
+
+
 def _simulate(scenario, args, label: str = "", monthly_sink=None):
     from mcsim import simulate  # looked up on the package, so tests can substitute it
     n = scenario.run.paths
     chunk = scenario.run.chunk_paths
     kwargs = {"n_paths": n, "seed": scenario.run.seed, "chunk_paths": chunk}
+    engine = getattr(args, "engine_session", None)
+    if engine is not None:
+        kwargs.update(engine.kwargs(scenario))
     if monthly_sink is not None:
         kwargs["monthly_sink"] = monthly_sink
     from . import io
@@ -863,7 +932,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         with contextlib.suppress(ValueError):  # not in the main thread: keep the default
             signal.signal(signal.SIGTERM, _on_sigterm)
-        return int(args.func(args) or 0)
+        args.engine_session = _Engine(args)
+        try:
+            return int(args.func(args) or 0)
+        finally:
+            args.engine_session.close()
     except SystemExit:
         raise
     except ScenarioError as exc:

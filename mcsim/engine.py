@@ -9,6 +9,9 @@ reduced as the chunk finishes: path-month data goes into each strategy's
 chunk's rows, for `--monthly all`). So memory grows with paths (the per_path table), never with
 paths x months or paths x steps. Every path is computed on its own and reductions over paths run
 in path order at the end, so results are bit-identical for any chunk size and thread count.
+A chunk is one call of `run_chunk_task` (a `ChunkSpec` in, a `ChunkOut` out, picklable): the
+local engine calls it in a loop, the Dask engine (`mcsim/dask_engine.py`) as one task per chunk,
+and both fold the `ChunkOut`s in path order, so the engine changes no bit either.
 Table columns: docs/semantics.md "Result tables". Money in dollars.
 """
 
@@ -33,9 +36,11 @@ from .strategies.layout import ACTION_NAMES, LEG_NAMES, LOG_DT, MONTH_DT, PATH_D
 from .strategies.params import all_strategies, to_kernel, with_steps
 from .streaming import MonthlyStats
 
+ENGINES = ("local", "dask")
 MONTHLY_LIMIT = 10_000   # paths whose monthly rows `simulate` keeps by default (io.MONTHLY_SUBSET_PATHS)
 
-__all__ = ["Result", "simulate", "run_strategies", "replay", "PER_PATH_COLUMNS", "MONTHLY_COLUMNS"]
+__all__ = ["Result", "simulate", "run_strategies", "replay", "run_chunk_task", "ChunkSpec", "ChunkOut",
+           "PER_PATH_COLUMNS", "MONTHLY_COLUMNS", "ENGINES"]
 
 PER_PATH_COLUMNS = (
     "strategy", "path", "final_equity", "total_return", "cagr", "ann_vol", "sharpe", "sortino",
@@ -122,67 +127,116 @@ class Result:
         return notebook.text_repr(self)
 
 
-class _Plan:
-    """Everything fixed for one run: kernel parameters, tables, output buffers, threads."""
+_MONTH_VALUES = ("premium", "net_premium", "realised_pnl", "mtm_return", "withdrawn", "equity")
 
-    def __init__(self, scenario: Scenario, n_paths: int, n_steps: int, threads: int | None,
-                 monthly_limit: int | None = None, streamed: bool = False):
-        self.scenario = scenario
-        run = scenario.run
-        self.n_paths = n_paths
-        self.n_steps = n_steps
-        self.month = run.month_steps
-        self.n_months = -(-n_steps // self.month)
-        self.rules = all_strategies(scenario)
-        self.names = tuple(r.name for r in self.rules)
-        self.kps = [with_steps(to_kernel(r, scenario), n_steps, self.n_months) for r in self.rules]
-        self.threads = resolve_threads(threads)
-        n_s = len(self.rules)
-        self.out_path = records((n_s, n_paths), PATH_DT)
-        self.stats = np.zeros((n_s, n_paths, 3))             # ann_vol, sharpe, sortino
-        self.regime = np.zeros((n_paths, 2))                 # dominant, stressed share
-        # monthly rows kept for the first `kept` paths; the rest are reduced into `mstats`
-        self.kept = n_paths if monthly_limit is None else min(n_paths, int(monthly_limit))
-        full = n_steps // self.month
-        self.mstats = ([MonthlyStats.empty(n_paths, full, run.initial_equity) for _ in range(n_s)]
-                       if streamed else None)
-        self.sink_cols = None
-        rows = n_s * self.kept * self.n_months
-        self.m_cols = {k: np.zeros(rows) for k in ("premium", "net_premium", "realised_pnl", "mtm_return",
-                                                    "withdrawn", "equity")}
-        self.m_short = np.zeros(rows, dtype=np.bool_)
 
-    def run_chunk(self, first: int, spot, iv, regime, pool, sink=None):
-        """Run every strategy on market rows for global paths [first, first + len(spot));
-        `sink` (optional) receives this chunk's monthly rows of every strategy as a DataFrame."""
-        rows = spot.shape[0]
-        n_reg = self.scenario.regimes.count
-        if regime.shape[0] and int(regime.max()) >= n_reg:
-            raise ValueError(f"market regime {int(regime.max())} >= the scenario's {n_reg} regimes")
-        months = records((rows, self.n_months), MONTH_DT)
-        dummy_log = records(1, LOG_DT)
-        bounds = _split(rows, self.threads)
-        self.sink_cols = [] if sink is not None else None
-        for s, kp in enumerate(self.kps):
-            out_p = self.out_path[s, first:first + rows]
+@dataclass(frozen=True, eq=False)
+class ChunkSpec:
+    """What every chunk of one run shares: picklable, so a Dask task carries it whole.
 
-            def task(b, kp=kp, out_p=out_p):
-                run_paths(spot, iv, regime, b[0], b[1], kp.rules, out_p, months, dummy_log)
+    `kps` are the strategies' kernel parameters (`strategies.params.KernelParams`), `make_market`
+    the scenario's chunk generator (`market.source.chunk_generator`: its parameters, a bootstrap's
+    price history included, travel with it, so a worker needs no scenario files), `kept` the
+    number of leading paths whose monthly rows are kept, `streamed` whether each chunk's
+    path-month data is reduced into `streaming.MonthlyStats`. Steps are trading days.
+    """
 
-            if pool is None or len(bounds) == 1:
-                for b in bounds:
-                    task(b)
-            else:
-                list(pool.map(task, bounds))
-            self._monthly(s, first, months)
-        self._regimes(first, regime)
-        if sink is not None:
-            sink(self._chunk_frame(first, rows))
-            self.sink_cols = None
+    scenario: Scenario
+    n_steps: int
+    month: int          # steps per reporting month
+    n_months: int       # reporting months (the last may be partial)
+    n_full: int         # full months
+    names: tuple[str, ...]
+    kps: tuple
+    make_market: Callable | None
+    kept: int
+    streamed: bool
 
-    def _monthly(self, s, first, months):
-        rows = months.shape[0]
-        nm = self.n_months
+    @classmethod
+    def build(cls, scenario: Scenario, n_paths: int, n_steps: int, monthly_limit: int | None = None,
+              streamed: bool = False, market: bool = False) -> "ChunkSpec":
+        rules = all_strategies(scenario)
+        month = scenario.run.month_steps
+        nm = -(-n_steps // month)
+        return cls(scenario=scenario, n_steps=n_steps, month=month, n_months=nm, n_full=n_steps // month,
+                   names=tuple(r.name for r in rules),
+                   kps=tuple(with_steps(to_kernel(r, scenario), n_steps, nm) for r in rules),
+                   make_market=chunk_generator(scenario) if market else None,
+                   kept=n_paths if monthly_limit is None else min(n_paths, int(monthly_limit)),
+                   streamed=streamed)
+
+
+@dataclass(frozen=True, eq=False)
+class ChunkOut:
+    """What leaves one chunk of paths [first, first + rows): per path, or reduced.
+
+    path: PATH_DT[n_strategies, rows]; stats: f8[n_strategies, rows, 3] (ann_vol, sharpe,
+    sortino); regime: f8[rows, 2] (dominant regime, stressed share); kept: monthly column ->
+    [n_strategies, keep * n_months] for the chunk's paths among the first `ChunkSpec.kept`
+    (None when there are none); mstats: one `MonthlyStats` per strategy over the chunk's rows
+    (None unless streamed); frame: the chunk's monthly rows of every path and strategy (only
+    when asked for: `--monthly all`). Money in dollars.
+    """
+
+    first: int
+    rows: int
+    path: np.ndarray
+    stats: np.ndarray
+    regime: np.ndarray
+    kept: dict | None
+    mstats: tuple | None
+    frame: pd.DataFrame | None
+
+
+def run_chunk_task(spec: ChunkSpec, seed: int, first: int, take: int, threads: int = 1,
+                   with_rows: bool = False, *, buf=None, pool=None) -> ChunkOut:
+    """Generate paths [first, first + take) of `seed` and run every strategy on them.
+
+    The one unit of work of both engines: the local loop calls it in path order, the Dask
+    engine submits it as a task; a pure function of its arguments (market streams are seeded
+    per block of paths), so every engine and chunking gives the same bits. `threads` is the
+    number of threads inside the chunk; `with_rows` adds the chunk's monthly DataFrame.
+    `buf` (reused market buffers) and `pool` (a thread pool of `threads` workers) are the
+    local engine's, to avoid re-allocating per chunk.
+    """
+    spot, iv, reg = spec.make_market(seed, first, take, out=buf, threads=threads)
+    if pool is None and threads > 1:
+        with ThreadPoolExecutor(threads) as own:
+            return chunk_out(spec, first, spot, iv, reg, threads, own, with_rows)
+    return chunk_out(spec, first, spot, iv, reg, threads, pool, with_rows)
+
+
+def chunk_out(spec: ChunkSpec, first: int, spot, iv, regime, threads: int, pool,
+              with_rows: bool = False) -> ChunkOut:
+    """Run every strategy of `spec` on market rows for global paths [first, first + len(spot))."""
+    rows = spot.shape[0]
+    n_reg = spec.scenario.regimes.count
+    if regime.shape[0] and int(regime.max()) >= n_reg:
+        raise ValueError(f"market regime {int(regime.max())} >= the scenario's {n_reg} regimes")
+    n_s, nm = len(spec.kps), spec.n_months
+    run = spec.scenario.run
+    out_path = records((n_s, rows), PATH_DT)
+    stats = np.zeros((n_s, rows, 3))
+    keep = max(0, min(rows, spec.kept - first))   # rows of this chunk among the first `kept` paths
+    kept = ({k: np.zeros((n_s, keep * nm)) for k in _MONTH_VALUES}
+            | {"shortfall": np.zeros((n_s, keep * nm), dtype=np.bool_)}) if keep else None
+    mstats = [] if spec.streamed else None
+    sink_cols = [] if with_rows else None
+    months = records((rows, nm), MONTH_DT)
+    dummy_log = records(1, LOG_DT)
+    bounds = _split(rows, threads)
+    rf = math.exp(run.risk_free_rate * spec.month * run.dt) - 1.0
+    for s, kp in enumerate(spec.kps):
+        out_p = out_path[s]
+
+        def task(b, kp=kp, out_p=out_p):
+            run_paths(spot, iv, regime, b[0], b[1], kp.rules, out_p, months, dummy_log)
+
+        if pool is None or len(bounds) == 1:
+            for b in bounds:
+                task(b)
+        else:
+            list(pool.map(task, bounds))
         eq0 = months["eq_start"]
         eq1 = months["eq_end"]
         wd = months["withdrawn"]
@@ -190,45 +244,101 @@ class _Plan:
             mtm = np.where(eq0 > 0.0, (eq1 + wd) / eq0 - 1.0, np.nan)
         cols = {"premium": months["premium"], "net_premium": months["net_premium"],
                 "realised_pnl": months["realised_pnl"], "mtm_return": mtm, "withdrawn": wd, "equity": eq1}
-        keep = max(0, min(rows, self.kept - first))   # rows of this chunk among the first `kept` paths
         if keep:
-            lo = (s * self.kept + first) * nm
-            hi = lo + keep * nm
             for k, v in cols.items():
-                self.m_cols[k][lo:hi] = v[:keep].ravel()
-            self.m_short[lo:hi] = months["shortfall"][:keep].ravel() > 0
+                kept[k][s] = v[:keep].ravel()
+            kept["shortfall"][s] = months["shortfall"][:keep].ravel() > 0
+        if mstats is not None:
+            st = MonthlyStats.empty(rows, spec.n_full, run.initial_equity)
+            st.add(0, cols, eq1)
+            mstats.append(st)
+        if sink_cols is not None:
+            sink_cols.append({k: v.ravel().copy() for k, v in cols.items()}
+                             | {"shortfall": months["shortfall"].ravel() > 0})
+        stats[s] = _return_stats(mtm[:, :spec.n_full], rf)
+    return ChunkOut(first=first, rows=rows, path=out_path, stats=stats, regime=_regimes(spec, regime),
+                    kept=kept, mstats=None if mstats is None else tuple(mstats),
+                    frame=None if sink_cols is None else _chunk_frame(spec, first, rows, sink_cols))
+
+
+def _regimes(spec: ChunkSpec, regime) -> np.ndarray:
+    """(dominant regime, share of steps in the last, most stressed regime) per row."""
+    n_reg = spec.scenario.regimes.count
+    body = regime[:, 1:]
+    counts = np.stack([(body == r).sum(axis=1) for r in range(n_reg)], axis=1)
+    out = np.zeros((regime.shape[0], 2))
+    out[:, 0] = np.argmax(counts, axis=1)
+    out[:, 1] = counts[:, n_reg - 1] / max(spec.n_steps, 1)
+    return out
+
+
+def _strategy_col(names, reps):
+    codes = np.repeat(np.arange(len(names), dtype=np.min_scalar_type(-len(names))), reps)
+    return pd.Categorical.from_codes(codes, categories=list(names))
+
+
+def _chunk_frame(spec: ChunkSpec, first, rows, sink_cols):
+    """Monthly rows of paths [first, first + rows) of every strategy (strategy, path, month order)."""
+    n_s, nm = len(spec.names), spec.n_months
+    month = np.tile(np.arange(nm, dtype=np.int64), n_s * rows)
+    cols = {
+        "strategy": _strategy_col(spec.names, rows * nm),
+        "path": np.tile(np.repeat(np.arange(first, first + rows, dtype=np.int64), nm), n_s),
+        "month": month,
+        **{k: np.concatenate([c[k] for c in sink_cols]) for k in _MONTH_VALUES + ("shortfall",)},
+        "partial": (spec.n_steps % spec.month != 0) & (month == nm - 1),
+    }
+    return pd.DataFrame({k: cols[k] for k in MONTHLY_COLUMNS}, copy=False)
+
+
+class _Plan:
+    """The run's accumulators: every chunk's `ChunkOut` is folded in, in path order."""
+
+    def __init__(self, spec: ChunkSpec, n_paths: int, threads: int | None):
+        self.spec = spec
+        self.scenario = spec.scenario
+        run = spec.scenario.run
+        self.n_paths = n_paths
+        self.n_steps = spec.n_steps
+        self.month = spec.month
+        self.n_months = spec.n_months
+        self.names = spec.names
+        self.threads = resolve_threads(threads)
+        n_s = len(self.names)
+        self.out_path = records((n_s, n_paths), PATH_DT)
+        self.stats = np.zeros((n_s, n_paths, 3))             # ann_vol, sharpe, sortino
+        self.regime = np.zeros((n_paths, 2))                 # dominant, stressed share
+        # monthly rows kept for the first `kept` paths; the rest are reduced into `mstats`
+        self.kept = spec.kept
+        self.mstats = ([MonthlyStats.empty(n_paths, spec.n_full, run.initial_equity) for _ in range(n_s)]
+                       if spec.streamed else None)
+        rows = n_s * self.kept * self.n_months
+        self.m_cols = {k: np.zeros(rows) for k in _MONTH_VALUES}
+        self.m_short = np.zeros(rows, dtype=np.bool_)
+        self.folded = 0
+
+    def fold(self, c: ChunkOut, sink=None) -> None:
+        """Take in the next chunk (chunks come in path order); `sink` gets its monthly rows."""
+        if c.first != self.folded:
+            raise RuntimeError(f"engine: chunk at path {c.first} folded out of order (expected {self.folded})")
+        sl = slice(c.first, c.first + c.rows)
+        self.out_path[:, sl] = c.path
+        self.stats[:, sl] = c.stats
+        self.regime[sl] = c.regime
+        if c.kept is not None:
+            nm = self.n_months
+            for s in range(len(self.names)):
+                lo = (s * self.kept + c.first) * nm
+                hi = lo + c.kept["shortfall"].shape[1]
+                for k in _MONTH_VALUES:
+                    self.m_cols[k][lo:hi] = c.kept[k][s]
+                self.m_short[lo:hi] = c.kept["shortfall"][s]
         if self.mstats is not None:
-            self.mstats[s].add(first, cols, eq1)
-        if self.sink_cols is not None:
-            self.sink_cols.append({k: v.ravel().copy() for k, v in cols.items()}
-                                  | {"shortfall": months["shortfall"].ravel() > 0})
-        full = self.n_steps // self.month
-        run = self.scenario.run
-        rf = math.exp(run.risk_free_rate * self.month * run.dt) - 1.0
-        self.stats[s, first:first + rows] = _return_stats(mtm[:, :full], rf)
-
-    def _regimes(self, first, regime):
-        n_reg = self.scenario.regimes.count
-        body = regime[:, 1:]
-        counts = np.stack([(body == r).sum(axis=1) for r in range(n_reg)], axis=1)
-        rows = regime.shape[0]
-        self.regime[first:first + rows, 0] = np.argmax(counts, axis=1)
-        self.regime[first:first + rows, 1] = counts[:, n_reg - 1] / max(self.n_steps, 1)
-
-    def _chunk_frame(self, first, rows):
-        """Monthly rows of paths [first, first + rows) of every strategy (strategy, path, month order)."""
-        n_s, nm = len(self.names), self.n_months
-        month = np.tile(np.arange(nm, dtype=np.int64), n_s * rows)
-        cols = {
-            "strategy": self._strategy_col(rows * nm),
-            "path": np.tile(np.repeat(np.arange(first, first + rows, dtype=np.int64), nm), n_s),
-            "month": month,
-            **{k: np.concatenate([c[k] for c in self.sink_cols])
-               for k in ("premium", "net_premium", "realised_pnl", "mtm_return", "withdrawn", "equity",
-                         "shortfall")},
-            "partial": (self.n_steps % self.month != 0) & (month == nm - 1),
-        }
-        return pd.DataFrame({k: cols[k] for k in MONTHLY_COLUMNS}, copy=False)
+            for st, part in zip(self.mstats, c.mstats):
+                st.put(c.first, part)
+        if sink is not None:
+            sink(c.frame)
+        self.folded = c.first + c.rows
 
     def result(self, first_path, seed, chunk_paths, block_paths, wall):
         stats = None if self.mstats is None else dict(zip(self.names, self.mstats))
@@ -249,10 +359,6 @@ class _Plan:
             monthly_paths=self.kept,
         )
 
-    def _strategy_col(self, reps):
-        codes = np.repeat(np.arange(len(self.names), dtype=np.min_scalar_type(-len(self.names))), reps)
-        return pd.Categorical.from_codes(codes, categories=list(self.names))
-
     def _per_path(self, first_path):
         run = self.scenario.run
         n_s, P = len(self.names), self.n_paths
@@ -267,7 +373,7 @@ class _Plan:
             avg_loss = np.where(lost > 0, o["sum_loss"] / np.maximum(lost, 1.0), np.nan)
         st = self.stats.reshape(n_s * P, 3)
         cols = {
-            "strategy": self._strategy_col(P),
+            "strategy": _strategy_col(self.names, P),
             "path": np.tile(np.arange(first_path, first_path + P, dtype=np.int64), n_s),
             "total_return": final / init - 1.0,
             "cagr": cagr,
@@ -289,7 +395,7 @@ class _Plan:
         month = np.tile(np.arange(nm, dtype=np.int64), n_s * P)
         partial = (self.n_steps % self.month != 0) & (month == nm - 1)
         cols = {
-            "strategy": self._strategy_col(P * nm),
+            "strategy": _strategy_col(self.names, P * nm),
             "path": np.tile(np.repeat(np.arange(first_path, first_path + P, dtype=np.int64), nm), n_s),
             "month": month,
             **self.m_cols,
@@ -331,7 +437,8 @@ def _return_stats(ret: np.ndarray, rf: float) -> np.ndarray:
 def simulate(scenario: Scenario, n_paths: int | None = None, seed: int | None = None,
              chunk_paths: int | None = None, threads: int | None = None,
              progress: Callable[[int, int], None] | None = None, monthly_limit: int = MONTHLY_LIMIT,
-             monthly_sink: Callable[[pd.DataFrame], None] | None = None) -> Result:
+             monthly_sink: Callable[[pd.DataFrame], None] | None = None, *, engine: str = "local",
+             scheduler=None) -> Result:
     """Simulate every strategy of `scenario` (plus buy_and_hold and cash) on n_paths paths.
 
     Memory grows with n_paths (the per_path table), not with paths x months: the summary's
@@ -342,9 +449,9 @@ def simulate(scenario: Scenario, n_paths: int | None = None, seed: int | None = 
     scenario : Scenario
     n_paths, seed, chunk_paths : int, optional
         Default to scenario.run.paths / seed / chunk_paths. Results do not depend on
-        chunk_paths or threads (bit-identical).
+        chunk_paths, threads or engine (bit-identical on one machine type).
     threads : int, optional
-        Worker threads (default: numba's thread count).
+        Threads per chunk (default: numba's thread count for the local engine, 1 per Dask task).
     progress : callable, optional
         Called as ``progress(paths_done, n_paths)`` after each chunk (the CLI's progress bar).
     monthly_limit : int
@@ -353,6 +460,13 @@ def simulate(scenario: Scenario, n_paths: int | None = None, seed: int | None = 
     monthly_sink : callable, optional
         Called with each chunk's monthly rows of every path and strategy (a DataFrame with the
         columns of `Result.monthly`), in path order: how `mcsim run --monthly all` writes them.
+    engine : {"local", "dask"}
+        "local" runs the chunks in this process; "dask" runs each chunk as a Dask task
+        (`mcsim.dask_engine`, needs ``pip install 'mcsim[dask]'``) and folds the results in path
+        order. A ``market.source = "history"`` backtest is one path and always runs locally.
+    scheduler : str or distributed.Client, optional
+        engine="dask" only: a scheduler address (``tcp://host:8786``) or a connected Client;
+        default: a `LocalCluster` of one single-threaded worker process per CPU, for this call.
     """
     check_instance_arg("simulate", "scenario", scenario, Scenario, "a mcsim.Scenario (see mcsim.load_scenario)")
     run = scenario.run
@@ -365,34 +479,54 @@ def simulate(scenario: Scenario, n_paths: int | None = None, seed: int | None = 
         raise TypeError(f"simulate: monthly_sink must be callable (got {type(monthly_sink).__name__})")
     if progress is not None and not callable(progress):
         raise TypeError(f"simulate: progress must be callable (got {type(progress).__name__})")
+    if engine not in ENGINES:
+        raise ValueError(f"simulate: engine = {engine!r} is not allowed (must be one of {', '.join(ENGINES)})")
+    if scheduler is not None and engine != "dask":
+        raise ValueError(f"simulate: scheduler = {scheduler!r} is not allowed with engine = {engine!r} "
+                         "(it names the Dask scheduler of engine = \"dask\")")
     if scenario.market.source == "history":
         # a backtest: one path, the price history itself (mcsim/backtest.py)
         from .backtest import simulate_history
 
         return simulate_history(scenario, threads=threads)
+    if engine == "dask":
+        from . import dask_engine
+
+        dask_engine.require()   # a missing extra fails before any work
     n_paths = run.paths if n_paths is None else n_paths
     seed = run.seed if seed is None else seed
     chunk = run.chunk_paths if chunk is None else chunk
     check_run(scenario, n_paths, chunk)
     t0 = time.perf_counter()
-    plan = _Plan(scenario, n_paths, run.n_steps, threads, monthly_limit=monthly_limit, streamed=True)
-    make_market = chunk_generator(scenario)  # the model, or a bootstrap of a price history
-    n_u = scenario.n_underlyings
-    rows = min(chunk, n_paths)
-    buf = (np.empty((rows, run.n_steps + 1, n_u)), np.empty((rows, run.n_steps + 1, n_u)),
-           np.empty((rows, run.n_steps + 1), dtype=np.int8))
-    pool = ThreadPoolExecutor(plan.threads) if plan.threads > 1 else None
-    try:
-        for first in range(0, n_paths, chunk):
-            take = min(chunk, n_paths - first)
-            spot, iv, reg = make_market(seed, first, take, out=buf, threads=plan.threads)
-            plan.run_chunk(first, spot, iv, reg, pool, sink=monthly_sink)
-            if progress is not None:
-                progress(first + take, n_paths)
-    finally:
-        if pool is not None:
-            pool.shutdown()
+    # the model, or a bootstrap of a price history, travels with the spec
+    spec = ChunkSpec.build(scenario, n_paths, run.n_steps, monthly_limit=monthly_limit, streamed=True,
+                           market=True)
+    if engine == "dask":
+        plan = _Plan(spec, n_paths, 1)
+        dask_engine.run_chunks(spec, seed, n_paths, chunk, threads or 1, monthly_sink is not None,
+                               lambda c: _fold(plan, c, monthly_sink, progress), scheduler)
+    else:
+        plan = _Plan(spec, n_paths, threads)
+        n_u = scenario.n_underlyings
+        rows = min(chunk, n_paths)
+        buf = (np.empty((rows, run.n_steps + 1, n_u)), np.empty((rows, run.n_steps + 1, n_u)),
+               np.empty((rows, run.n_steps + 1), dtype=np.int8))
+        pool = ThreadPoolExecutor(plan.threads) if plan.threads > 1 else None
+        try:
+            for first in range(0, n_paths, chunk):
+                c = run_chunk_task(spec, seed, first, min(chunk, n_paths - first), plan.threads,
+                                   monthly_sink is not None, buf=buf, pool=pool)
+                _fold(plan, c, monthly_sink, progress)
+        finally:
+            if pool is not None:
+                pool.shutdown()
     return plan.result(0, seed, chunk, BLOCK, time.perf_counter() - t0)
+
+
+def _fold(plan: _Plan, c: ChunkOut, sink, progress) -> None:
+    plan.fold(c, sink)
+    if progress is not None:
+        progress(plan.folded, plan.n_paths)
 
 
 def _check_market(scenario: Scenario, market: MarketPaths, func: str):
@@ -417,10 +551,10 @@ def run_strategies(scenario: Scenario, market: MarketPaths, threads: int | None 
     check_int_arg("run_strategies", "threads", threads, lo=1, optional=True)
     check_market_run(scenario, market)
     t0 = time.perf_counter()
-    plan = _Plan(scenario, market.n_paths, market.n_steps, threads)
+    plan = _Plan(ChunkSpec.build(scenario, market.n_paths, market.n_steps), market.n_paths, threads)
     pool = ThreadPoolExecutor(plan.threads) if plan.threads > 1 else None
     try:
-        plan.run_chunk(0, market.spot, market.atm_iv, market.regime, pool)
+        plan.fold(chunk_out(plan.spec, 0, market.spot, market.atm_iv, market.regime, plan.threads, pool))
     finally:
         if pool is not None:
             pool.shutdown()

@@ -1,9 +1,10 @@
 """Streaming reductions of path-month data: what the summary needs, in memory that does not grow
 with paths x months.
 
-`simulate` runs chunks of paths; after each chunk, every strategy's monthly rows are reduced into
-a `MonthlyStats` and dropped (only the first `monthly_limit` paths' rows are kept, for
-monthly.parquet and the plots). Two kinds of state:
+`simulate` runs chunks of paths; in each chunk, every strategy's monthly rows are reduced into
+the chunk's own `MonthlyStats` and dropped (only the first `monthly_limit` paths' rows are kept,
+for monthly.parquet and the plots); the run's `MonthlyStats` takes each chunk's in with `put`
+(on a Dask worker the chunk's is pickled, its histograms sparse). Two kinds of state:
 
 * per path (grows with paths only, like the per_path table): over the path's full months, for
   each income column (premium, net_premium, realised_pnl, mtm_return), the sum of its finite
@@ -81,6 +82,27 @@ class Histogram:
         self.counts += np.bincount(idx, minlength=len(self.counts))
         self.lo = min(self.lo, float(x.min()))
         self.hi = max(self.hi, float(x.max()))
+
+    def merge(self, other: "Histogram") -> None:
+        """Add `other`'s counts (same bins) and widen min/max: exact, in any order."""
+        if other.scale != self.scale or other.half != self.half:
+            raise ValueError("Histogram.merge: the histograms have different bins")
+        self.counts += other.counts
+        self.lo = min(self.lo, other.lo)
+        self.hi = max(self.hi, other.hi)
+
+    def __getstate__(self):
+        # pickled sparse (a chunk fills few of its ~2e5 bins): what a Dask task sends back
+        nz = np.flatnonzero(self.counts)
+        return {"scale": self.scale, "half": self.half, "lo": self.lo, "hi": self.hi,
+                "idx": nz.astype(np.int32), "cnt": self.counts[nz]}
+
+    def __setstate__(self, state):
+        self.scale, self.half = state["scale"], state["half"]
+        self.zero = self.half + 1
+        self.lo, self.hi = state["lo"], state["hi"]
+        self.counts = np.zeros(2 * self.half + 3, dtype=np.int64)
+        self.counts[state["idx"]] = state["cnt"]
 
     @property
     def n(self) -> int:
@@ -206,6 +228,20 @@ class MonthlyStats:
                 s = np.where(ok[:, m], s + ratio[:, m], s)
             with np.errstate(invalid="ignore", divide="ignore"):
                 self.yields[key][sl] = 12.0 * (s / ok.sum(axis=1))
+
+    def put(self, first: int, part: "MonthlyStats") -> None:
+        """Fold in `part`, the reductions of paths [first, first + part.n_paths) computed on
+        their own (a chunk): its per-path arrays are copied into those rows, its histograms
+        merged (integer counts: exact). The same bits as `add` on those rows directly."""
+        if part.n_full != self.n_full or part.sums.keys() != self.sums.keys():
+            raise ValueError("MonthlyStats.put: the part has other months or columns")
+        sl = slice(first, first + part.n_paths)
+        for name in ("sums", "counts", "m2", "negative", "yields"):
+            mine = getattr(self, name)
+            for k, v in getattr(part, name).items():
+                mine[k][sl] = v
+        for c, h in part.hist.items():
+            self.hist[c].merge(h)
 
     def cluster_means(self, c: str) -> np.ndarray:
         """Per-path mean over full months (nan for a path with a non-finite month, as before)."""
