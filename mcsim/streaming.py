@@ -70,12 +70,14 @@ class Histogram:
         self.zero = self.half + 1
         self.lo = math.inf
         self.hi = -math.inf
+        self._cum = None        # cumulative counts, cached for quantile (reset by add)
 
     def add(self, x: np.ndarray) -> None:
         # numpy's arcsinh (its SIMD build decides the last bit, so it stays numpy's), then one
         # compiled pass: bin, count, min, max (what `_add_numpy` does with clip and bincount)
         with np.errstate(invalid="ignore"):
             y = np.arcsinh(x / self.scale)
+        self._cum = None
         lo, hi = _bin_counts(x, y, self.half, self.counts)
         if lo <= hi:
             self.lo = min(self.lo, lo)
@@ -83,6 +85,7 @@ class Histogram:
 
     def _add_numpy(self, x: np.ndarray) -> None:
         """`add` in numpy (the reference formulation; tests compare the two)."""
+        self._cum = None
         x = x[np.isfinite(x)]
         if not len(x):
             return
@@ -133,10 +136,12 @@ class Histogram:
 
     def quantile(self, p: float) -> float:
         """numpy's linear quantile, each order statistic read from its bin (nan when empty)."""
-        n = self.n
+        cum = getattr(self, "_cum", None)
+        n = int(self.counts.sum())
+        if cum is None or int(cum[-1]) != n:   # counts merged from elsewhere also invalidate it
+            cum = self._cum = np.cumsum(self.counts)
         if n == 0:
             return math.nan
-        cum = np.cumsum(self.counts)
         h = (n - 1) * p
         lo = int(math.floor(h))
         hi = min(lo + 1, n - 1)
