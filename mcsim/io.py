@@ -28,6 +28,7 @@ import platform
 import re
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -373,12 +374,19 @@ def write_json(obj, path: str | Path) -> None:
     Path(path).write_text(text + "\n", encoding="utf-8")
 
 
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns worth dictionary-encoding: all but the floating-point ones (whose values are
+    nearly all distinct: the encoder would try, overflow its page and fall back, for nothing)."""
+    return [f.name for f in schema if not pa.types.is_floating(f.type)]
+
+
 def write_parquet(df: pd.DataFrame, path: str | Path, meta: dict) -> None:
     """Write `df` with `meta` (JSON) under the schema metadata key `mcsim`."""
     table = pa.Table.from_pandas(df, preserve_index=False)
     md = dict(table.schema.metadata or {})
     md[METADATA_KEY] = json.dumps(meta, default=_json_default).encode("utf-8")
-    pq.write_table(table.replace_schema_metadata(md), path, compression="zstd")
+    pq.write_table(table.replace_schema_metadata(md), path, compression="zstd",
+                   use_dictionary=_dictionary_columns(table.schema))
 
 
 def read_provenance(path: str | Path) -> dict:
@@ -405,7 +413,8 @@ class MonthlyWriter:
     def __call__(self, df: pd.DataFrame) -> None:
         table = pa.Table.from_pandas(df, preserve_index=False)
         if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, table.schema, compression="zstd")
+            self.writer = pq.ParquetWriter(self.path, table.schema, compression="zstd",
+                                           use_dictionary=_dictionary_columns(table.schema))
         self.writer.write_table(table)
         self.rows += len(df)
         self.paths += int(df["path"].nunique()) if len(df) else 0
@@ -464,18 +473,30 @@ def write_result_files(result, directory: str | Path, *, summary: dict | None = 
     else:
         sub = {"monthly_paths": 0, "monthly_subset": "none (--monthly none); summary.json uses all paths"}
     prov = provenance(result, overrides=overrides, extra={**(extra or {}), **sub})
-    write_parquet(result.per_path, d / "paths.parquet", prov)
+
+    def tables():
+        write_parquet(result.per_path, d / "paths.parquet", prov)
+        if monthly == "first":
+            write_parquet(mo, d / "monthly.parquet", prov)
+        elif monthly == "all":
+            monthly_writer.close(prov)
+
     files = ["summary.json", "paths.parquet"]
-    if monthly == "first":
-        write_parquet(mo, d / "monthly.parquet", prov)
-    elif monthly == "all":
-        monthly_writer.close(prov)
     if monthly != "none":
         files.append("monthly.parquet")
-    if plots:
-        from . import plots as _plots
+    # the Parquet files are encoded and compressed by Arrow without the GIL: written on a second
+    # thread while matplotlib draws the plots on this one
+    with ThreadPoolExecutor(1) as pool:
+        written = pool.submit(tables)
+        try:
+            if plots:
+                from . import plots as _plots
 
-        files += _plots.write_plots(result, d, summary=summary)
+                files += _plots.write_plots(result, d, summary=summary)
+        except BaseException:
+            written.exception()     # wait for the writer; the plot's error is the one raised
+            raise
+        written.result()
     if report:
         files.append("report.html")
     write_json({"provenance": prov, "files": files, **summary}, d / "summary.json")

@@ -32,6 +32,7 @@ computed over all paths (never a sample). Conventions:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -80,23 +81,43 @@ def _qkey(p: float) -> str:
 # building blocks
 
 
+_LGAMMA1 = np.zeros(0)          # math.lgamma(k + 1.0) for k = 0, 1, ... (filled where _LGAMMA1_SET)
+_LGAMMA1_SET = np.zeros(0, dtype=bool)
+
+
+def _lgamma1(k0: int, k1: int) -> np.ndarray:
+    """math.lgamma(k + 1.0) for k = k0..k1 (the exact values of math.lgamma, each computed once
+    per process and kept: windows of nearby path counts overlap)."""
+    global _LGAMMA1, _LGAMMA1_SET
+    if k1 >= len(_LGAMMA1):
+        size = max(k1 + 1, 2 * len(_LGAMMA1))
+        _LGAMMA1 = np.concatenate([_LGAMMA1, np.zeros(size - len(_LGAMMA1))])
+        _LGAMMA1_SET = np.concatenate([_LGAMMA1_SET, np.zeros(size - len(_LGAMMA1_SET), dtype=bool)])
+    missing = k0 + np.flatnonzero(~_LGAMMA1_SET[k0:k1 + 1])
+    if len(missing):
+        lg = math.lgamma
+        _LGAMMA1[missing] = [lg(float(k) + 1.0) for k in missing.tolist()]
+        _LGAMMA1_SET[missing] = True
+    return _LGAMMA1[k0:k1 + 1]
+
+
 def _binom_cdf_window(n: int, p: float) -> tuple[int, np.ndarray]:
     """Binomial(n, p) CDF on a window of k covering all but ~1e-30 of the mass: (k0, F[k0..k1])."""
     sd = math.sqrt(n * p * (1.0 - p))
     k0 = max(0, int(math.floor(n * p - 14.0 * sd - 10)))
     k1 = min(n, int(math.ceil(n * p + 14.0 * sd + 10)))
     ks = np.arange(k0, k1 + 1)
-    lg = np.frompyfunc(math.lgamma, 1, 1)
     logpmf = (
         math.lgamma(n + 1)
-        - lg(ks + 1.0).astype(np.float64)
-        - lg(n - ks + 1.0).astype(np.float64)
+        - _lgamma1(k0, k1)
+        - _lgamma1(n - k1, n - k0)[::-1]
         + ks * math.log(p)
         + (n - ks) * math.log1p(-p)
     )
     return k0, np.cumsum(np.exp(logpmf))
 
 
+@functools.lru_cache(maxsize=4096)
 def quantile_ci_ranks(n: int, p: float, confidence: float = CONFIDENCE) -> tuple[int | None, int | None]:
     """1-based order-statistic ranks (l, u) of an equal-tailed CI for the p-quantile of n draws.
 
@@ -569,8 +590,17 @@ def _diff_stats(xa: np.ndarray, xb: np.ndarray) -> dict:
     }
 
 
+_PAIRED_COLUMNS = ["path", "final_equity", "cagr", "max_drawdown"]
+
+
 def _aligned(per_path: pd.DataFrame, name: str) -> pd.DataFrame:
-    return per_path[per_path["strategy"] == name].set_index("path").sort_index()
+    """The columns the paired comparison reads of strategy `name`'s rows, indexed by path."""
+    return _by_path(per_path.loc[per_path["strategy"] == name, _PAIRED_COLUMNS])
+
+
+def _by_path(rows: pd.DataFrame) -> pd.DataFrame:
+    rows = rows[_PAIRED_COLUMNS].set_index("path")
+    return rows if rows.index.is_monotonic_increasing else rows.sort_index(kind="stable")
 
 
 def paired_comparison(per_path: pd.DataFrame, a: str, b: str, aligned: dict | None = None) -> dict:
@@ -585,10 +615,13 @@ def paired_comparison(per_path: pd.DataFrame, a: str, b: str, aligned: dict | No
         if s not in aligned:
             aligned[s] = _aligned(per_path, s)
     ta, tb = aligned[a], aligned[b]
-    common = ta.index.intersection(tb.index)
-    if len(common) != len(ta) or len(common) != len(tb):
-        raise ValueError(f"paired comparison {a} vs {b}: strategies were not run on the same paths")
-    ta, tb = ta.loc[common], tb.loc[common]
+    if not ta.index.equals(tb.index):
+        common = ta.index.intersection(tb.index)
+        if len(common) != len(ta) or len(common) != len(tb):
+            raise ValueError(f"paired comparison {a} vs {b}: strategies were not run on the same paths")
+        ta, tb = ta.loc[common], tb.loc[common]
+    else:
+        common = ta.index
     fa = ta["final_equity"].to_numpy(dtype=np.float64)
     fb = tb["final_equity"].to_numpy(dtype=np.float64)
     return {
@@ -622,14 +655,30 @@ def comparison_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
     return pairs + [(a, b) for i, a in enumerate(base) for b in base[i + 1:]]
 
 
+def _strategy_groups(df: pd.DataFrame) -> dict:
+    """{strategy: its rows}, as `df.groupby("strategy", sort=False)` gives them; when every
+    category of a categorical column holds one contiguous run of rows (the engine's tables,
+    strategy-major), the groups are row slices (views) instead of copies of every column."""
+    col = df["strategy"] if "strategy" in df.columns else None
+    if col is not None and isinstance(col.dtype, pd.CategoricalDtype) and len(col):
+        codes = col.cat.codes.to_numpy()
+        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+        run_codes = codes[starts]
+        cats = col.cat.categories
+        if (len(np.unique(run_codes)) == len(starts) == len(cats)) and run_codes.min() >= 0:
+            ends = np.r_[starts[1:], len(codes)]
+            return {cats[c]: df.iloc[a:b] for c, a, b in zip(run_codes.tolist(), starts.tolist(), ends.tolist())}
+    return {k: g for k, g in df.groupby("strategy", sort=False)}
+
+
 def summarize_tables(per_path: pd.DataFrame, monthly: pd.DataFrame, ctx: SummaryContext,
                      *, pairs: bool = True, monthly_stats: dict | None = None) -> dict:
     """Metrics of every strategy in `ctx.strategies` and the paired comparison of every pair.
 
     `monthly_stats` (strategy -> `streaming.MonthlyStats`, `Result.monthly_stats`): path-month
     metrics from the streamed reductions (quantiles from their histogram) instead of `monthly`."""
-    by_p = {k: g for k, g in per_path.groupby("strategy", sort=False)}
-    by_m = {k: g for k, g in monthly.groupby("strategy", sort=False)}
+    by_p = _strategy_groups(per_path)
+    by_m = _strategy_groups(monthly)
     empty_m = monthly.iloc[0:0]
     names = [s for s in ctx.strategies if s in by_p]
     out: dict[str, Any] = {
@@ -654,7 +703,7 @@ def summarize_tables(per_path: pd.DataFrame, monthly: pd.DataFrame, ctx: Summary
 
         out["conventions"]["income_quantiles"] = bin_error_text()
     if pairs:
-        cache = {k: g.set_index("path").sort_index() for k, g in by_p.items()}
+        cache = {k: _by_path(g) for k, g in by_p.items()}
         out["paired"] = [paired_comparison(per_path, a, b, cache) for a, b in comparison_pairs(names)]
     return to_jsonable(out)
 

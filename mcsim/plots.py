@@ -251,6 +251,9 @@ def equity_fan_figure(monthly: pd.DataFrame, strategies: Sequence[str], initial_
     return fig
 
 
+CDF_POINTS = 4000   # points of each drawn CDF at most
+
+
 def drawdown_cdf_figure(per_path: pd.DataFrame, strategies: Sequence[str]) -> Figure:
     """CDF of max drawdown depth per strategy (one line each); 10/20/30/50% marked. Drawdowns
     are measured on equity plus cumulative withdrawals (spending is not a loss)."""
@@ -259,6 +262,11 @@ def drawdown_cdf_figure(per_path: pd.DataFrame, strategies: Sequence[str]) -> Fi
     for s in strategies:
         d = np.sort(-per_path.loc[per_path["strategy"] == s, "max_drawdown"].to_numpy(dtype=np.float64))
         y = np.arange(1, len(d) + 1) / max(len(d), 1)
+        if len(d) > CDF_POINTS:
+            # the step at CDF_POINTS evenly spaced ranks (and the last): off by at most
+            # 1 / CDF_POINTS in y, invisible, and drawing no longer grows with the paths
+            keep = np.unique(np.linspace(0, len(d) - 1, CDF_POINTS).astype(np.int64))
+            d, y = d[keep], y[keep]
         ax.step(np.concatenate([[0.0], d]), np.concatenate([[0.0], y]), where="post", lw=1.6, label=s)
     for t in (0.1, 0.2, 0.3, 0.5):
         ax.axvline(t, color="0.75", lw=0.8, ls=":")
@@ -395,25 +403,33 @@ def per_regime_figure(summary: dict, strategies: Sequence[str]) -> Figure:
 Z95 = 1.959963984540054
 
 
-def paired_figure(per_path: pd.DataFrame, strategies: Sequence[str], against: str = "buy_and_hold") -> Figure:
+def paired_figure(per_path: pd.DataFrame, strategies: Sequence[str], against: str = "buy_and_hold",
+                  summary: dict | None = None) -> Figure:
     """Per strategy, the distribution over paths of its CAGR minus `against`'s on the same path
-    (percentage points): mean, its paired 95% CI (shaded), zero, and P(strategy ends above)."""
-    from .metrics import paired_comparison
+    (percentage points): mean, its paired 95% CI (shaded), zero, and P(strategy ends above).
+    `summary` (metrics.summarize of the same result): its paired entries (strategy, against) are
+    used instead of computing them again."""
+    from .metrics import _aligned, paired_comparison
+
+    done = {(p["a"], p["b"]): p for p in (summary or {}).get("paired", [])}
 
     others = [s for s in strategies if s != against]
     rows, cols = _grid(max(len(others), 1))
     fig = Figure(figsize=(4.8 * cols, 3.4 * rows), dpi=DPI, layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    if against not in set(per_path["strategy"].astype(str)) or not others:
+    if against not in {str(x) for x in pd.unique(per_path["strategy"])} or not others:
         axes[0].text(0.5, 0.5, f"no {against} to compare with", ha="center", va="center",
                      transform=axes[0].transAxes)
         axes[0].set_axis_off()
         return fig
-    base = per_path[per_path["strategy"] == against].set_index("path")["cagr"].sort_index()
+    aligned = {against: _aligned(per_path, against)}
+    base = aligned[against]["cagr"]
     for ax, s in zip(axes, others):
-        a = per_path[per_path["strategy"] == s].set_index("path")["cagr"].sort_index()
-        d = 100.0 * (a.to_numpy(dtype=np.float64) - base.loc[a.index].to_numpy(dtype=np.float64))
-        pc = paired_comparison(per_path, s, against)
+        aligned[s] = _aligned(per_path, s)
+        a = aligned[s]["cagr"]
+        b = base if base.index.equals(a.index) else base.loc[a.index]
+        d = 100.0 * (a.to_numpy(dtype=np.float64) - b.to_numpy(dtype=np.float64))
+        pc = done.get((s, against)) or paired_comparison(per_path, s, against, aligned)
         st = pc["cagr"]
         bins = _bins([d], 50)
         _hist(ax, d, bins, f"{s} - {against}", "tab:purple", 0, alpha=0.6)
@@ -508,7 +524,7 @@ def figure(result, kind: str, summary: dict | None = None) -> Figure:
             summary = summarize(result)
         return per_regime_figure(summary, names)
     if kind == "paired":
-        return paired_figure(result.per_path, names)
+        return paired_figure(result.per_path, names, summary=summary)
     from .errors import ScenarioError
 
     raise ScenarioError(f"plot: {kind!r} is not allowed (must be one of {', '.join(FIGURE_KINDS)})")

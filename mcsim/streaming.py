@@ -32,6 +32,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
 __all__ = ["BIN_WIDTH", "INCOME_COLUMNS", "YIELD_KEYS", "Histogram", "MonthlyStats", "bin_error_text"]
 
@@ -70,8 +71,22 @@ class Histogram:
         self.zero = self.half + 1
         self.lo = math.inf
         self.hi = -math.inf
+        self._cum = None        # cumulative counts, cached for quantile (reset by add)
 
     def add(self, x: np.ndarray) -> None:
+        # numpy's arcsinh (its SIMD build decides the last bit, so it stays numpy's), then one
+        # compiled pass: bin, count, min, max (what `_add_numpy` does with clip and bincount)
+        with np.errstate(invalid="ignore"):
+            y = np.arcsinh(x / self.scale)
+        self._cum = None
+        lo, hi = _bin_counts(x, y, self.half, self.counts)
+        if lo <= hi:
+            self.lo = min(self.lo, lo)
+            self.hi = max(self.hi, hi)
+
+    def _add_numpy(self, x: np.ndarray) -> None:
+        """`add` in numpy (the reference formulation; tests compare the two)."""
+        self._cum = None
         x = x[np.isfinite(x)]
         if not len(x):
             return
@@ -87,6 +102,7 @@ class Histogram:
         """Add `other`'s counts (same bins) and widen min/max: exact, in any order."""
         if other.scale != self.scale or other.half != self.half:
             raise ValueError("Histogram.merge: the histograms have different bins")
+        self._cum = None
         self.counts += other.counts
         self.lo = min(self.lo, other.lo)
         self.hi = max(self.hi, other.hi)
@@ -103,6 +119,7 @@ class Histogram:
         self.lo, self.hi = state["lo"], state["hi"]
         self.counts = np.zeros(2 * self.half + 3, dtype=np.int64)
         self.counts[state["idx"]] = state["cnt"]
+        self._cum = None
 
     @property
     def n(self) -> int:
@@ -143,10 +160,12 @@ class Histogram:
 
     def quantile(self, p: float) -> float:
         """numpy's linear quantile, each order statistic read from its bin (nan when empty)."""
-        n = self.n
+        cum = getattr(self, "_cum", None)
+        n = int(self.counts.sum())
+        if cum is None or int(cum[-1]) != n:   # counts merged from elsewhere also invalidate it
+            cum = self._cum = np.cumsum(self.counts)
         if n == 0:
             return math.nan
-        cum = np.cumsum(self.counts)
         h = (n - 1) * p
         lo = int(math.floor(h))
         hi = min(lo + 1, n - 1)
@@ -154,6 +173,167 @@ class Histogram:
         a = self.order_stat(lo, cum)
         b = self.order_stat(hi, cum) if hi != lo else a
         return a + (b - a) * t if t < 0.5 else b - (b - a) * (1.0 - t)
+
+
+with np.errstate(invalid="ignore"):
+    _NAN_0_0 = float(np.divide(np.zeros(1), np.zeros(1))[0])   # numpy's 0 / 0 (its sign bit too)
+
+
+@njit(cache=True, nogil=True)
+def _bin_counts(x, y, half, counts):
+    """Count the finite x (y = arcsinh(x / scale)) into `counts`; returns (min, max) of them
+    (inf, -inf when none). Bins as `Histogram._add_numpy`."""
+    lo = np.inf
+    hi = -np.inf
+    zero = half + 1
+    for i in range(x.shape[0]):
+        xi = x[i]
+        if not np.isfinite(xi):
+            continue
+        if xi == 0.0:
+            counts[zero] += 1
+        else:
+            b = np.floor(y[i] / BIN_WIDTH)
+            if b < -half - 1:
+                b = -half - 1
+            elif b > half:
+                b = half
+            k = int(b) + half + 1
+            if b >= 0:
+                k += 1
+            counts[k] += 1
+        if xi < lo:
+            lo = xi
+        if xi > hi:
+            hi = xi
+    return lo, hi
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pairwise_leaf(a, lo, n):
+    """numpy's pairwise summation of a[lo:lo + n], n <= 128: below 8 terms a running sum from
+    0, else eight accumulators combined as a tree, then the remainder one by one."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[lo + i]
+        return res
+    r0 = a[lo]
+    r1 = a[lo + 1]
+    r2 = a[lo + 2]
+    r3 = a[lo + 3]
+    r4 = a[lo + 4]
+    r5 = a[lo + 5]
+    r6 = a[lo + 6]
+    r7 = a[lo + 7]
+    i = 8
+    while i < n - (n % 8):
+        r0 += a[lo + i]
+        r1 += a[lo + i + 1]
+        r2 += a[lo + i + 2]
+        r3 += a[lo + i + 3]
+        r4 += a[lo + i + 4]
+        r5 += a[lo + i + 5]
+        r6 += a[lo + i + 6]
+        r7 += a[lo + i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@njit(cache=True, nogil=True)
+def _pairwise_sum(a, lo, n):
+    """numpy's pairwise summation of a[lo:lo + n] (`np.add.reduce` over a contiguous axis):
+    blocks of up to 128 terms (`_pairwise_leaf`), above that the sum of two halves (the first a
+    multiple of 8 long), evaluated with an explicit stack (a recursive function would not load
+    from numba's cache)."""
+    if n <= 128:
+        return _pairwise_leaf(a, lo, n)
+    los = np.empty(64, np.int64)
+    ns = np.empty(64, np.int64)
+    stage = np.zeros(64, np.int64)
+    left = np.empty(64)
+    sp = 0
+    los[0] = lo
+    ns[0] = n
+    val = 0.0
+    while True:
+        m = ns[sp]
+        n2 = m // 2
+        n2 -= n2 % 8
+        if stage[sp] == 0:
+            clo = los[sp]
+            cn = n2
+            stage[sp] = 1
+        elif stage[sp] == 1:
+            left[sp] = val
+            clo = los[sp] + n2
+            cn = m - n2
+            stage[sp] = 2
+        else:
+            val = left[sp] + val
+            sp -= 1
+            if sp < 0:
+                return val
+            continue
+        if cn <= 128:
+            val = _pairwise_leaf(a, clo, cn)
+        else:
+            sp += 1
+            los[sp] = clo
+            ns[sp] = cn
+            stage[sp] = 0
+
+
+@njit(cache=True, nogil=True)
+def _column_moments(v, nf, sums, counts, m2, negative):
+    """Per row of v (rows, >= nf) over its first nf months: the sum of the finite values in month
+    order, their count, the sum of squared deviations from their mean (0 for non-finite months;
+    numpy's pairwise order) and the count of negative months."""
+    d = np.empty(nf)
+    for p in range(v.shape[0]):
+        s = 0.0
+        cnt = 0
+        neg = 0
+        for m in range(nf):
+            x = v[p, m]
+            if np.isfinite(x):
+                s = s + x
+                cnt += 1
+            if x < 0.0:
+                neg += 1
+        mean = s / cnt if cnt else _NAN_0_0
+        for m in range(nf):
+            x = v[p, m]
+            if np.isfinite(x):
+                e = x - mean
+                d[m] = e * e
+            else:
+                d[m] = 0.0
+        sums[p] = s
+        counts[p] = cnt
+        m2[p] = 0.0 + _pairwise_sum(d, 0, nf)
+        negative[p] = neg
+
+
+@njit(cache=True, nogil=True)
+def _path_yields(v, equity_end, nf, initial, out):
+    """12 x the mean over a row's first nf months of v / month-start equity (finite ratios with
+    a positive start only; the start of month 0 is `initial`), as `_add_numpy`."""
+    for p in range(v.shape[0]):
+        s = 0.0
+        cnt = 0
+        for m in range(nf):
+            start = initial if m == 0 else equity_end[p, m - 1]
+            if start > 0.0:
+                r = v[p, m] / start
+                if np.isfinite(r):
+                    s = s + r
+                    cnt += 1
+        out[p] = 12.0 * (s / cnt) if cnt else 12.0 * _NAN_0_0
 
 
 # bytes of a MonthlyStats: per path (sums f8, counts i4, m2 f8, negative i4 per column; yields
@@ -194,7 +374,24 @@ class MonthlyStats:
 
     def add(self, first: int, cols: dict, equity_end: np.ndarray) -> None:
         """Reduce rows [first, first + R) of this chunk: `cols` maps a column to f8[R, n_months]
-        (mtm_return included), `equity_end` f8[R, n_months] (after withdrawals)."""
+        (mtm_return included), `equity_end` f8[R, n_months] (after withdrawals).
+
+        One compiled pass per column (`_column_moments`, `_path_yields`): the same operations in
+        the same order as the numpy formulation kept in `_add_numpy` (month-order sums, numpy's
+        pairwise sum of squared deviations), so the state is bit-identical to it."""
+        nf = self.n_full
+        rows = equity_end.shape[0]
+        sl = slice(first, first + rows)
+        for c in self.sums:
+            v = cols[c]
+            _column_moments(v, nf, self.sums[c][sl], self.counts[c][sl], self.m2[c][sl], self.negative[c][sl])
+            self.hist[c].add(v[:, :nf].ravel())
+        for c, key in YIELD_KEYS:
+            if key in self.yields:
+                _path_yields(cols[c], equity_end, nf, self.initial_equity, self.yields[key][sl])
+
+    def _add_numpy(self, first: int, cols: dict, equity_end: np.ndarray) -> None:
+        """`add` in numpy (the reference formulation; tests compare the two bit for bit)."""
         nf = self.n_full
         rows = equity_end.shape[0]
         sl = slice(first, first + rows)

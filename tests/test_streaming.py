@@ -151,3 +151,46 @@ def test_cli_monthly_bad_value(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--monthly" in err[0] and '"some"' in err[0] and "first, all, none" in err[0]
     assert not (tmp_path / "x").exists()
+
+
+def _random_cols(rng, rows, nm):
+    cols = {}
+    for c, scale in (("premium", 1e3), ("net_premium", 1e3), ("realised_pnl", 1e3), ("mtm_return", 1e-2)):
+        v = rng.standard_normal((rows, nm)) * scale
+        v[rng.random((rows, nm)) < 0.05] = 0.0
+        v[rng.random((rows, nm)) < 0.01] = np.nan
+        v[rng.random((rows, nm)) < 0.002] = np.inf
+        v[rng.random((rows, nm)) < 0.002] = 1e12      # beyond the regular bins
+        cols[c] = v
+    eq = 1e5 + rng.standard_normal((rows, nm)) * 3e4
+    eq[rng.random((rows, nm)) < 0.01] = 0.0
+    eq[rng.random((rows, nm)) < 0.01] = np.nan
+    cols["premium"][:3] = np.nan                        # rows without a finite month
+    return cols, eq
+
+
+@pytest.mark.parametrize("nm", [1, 2, 7, 8, 12, 13, 60, 61, 129, 300])
+def test_compiled_add_is_the_numpy_reduction_bit_for_bit(nm):
+    """`MonthlyStats.add` (compiled) leaves exactly the state of `_add_numpy`, its numpy
+    formulation (month-order sums, numpy's pairwise sum), and so does `Histogram.add`."""
+    from mcsim.streaming import MonthlyStats
+
+    rng = np.random.default_rng(nm)
+    rows = 700
+    nf = max(nm - 1, 0) if nm % 2 else nm           # a partial last month sometimes
+    a = MonthlyStats.empty(2 * rows, nf, 1e5)
+    b = MonthlyStats.empty(2 * rows, nf, 1e5)
+    for first in (0, rows):
+        cols, eq = _random_cols(rng, rows, nm)
+        a.add(first, cols, eq)
+        b._add_numpy(first, cols, eq)
+    for name in ("sums", "counts", "m2", "negative", "yields"):
+        for k, x in getattr(a, name).items():
+            y = getattr(b, name)[k]
+            assert x.dtype == y.dtype
+            assert np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), (name, k)
+            assert np.array_equal(np.signbit(x), np.signbit(y)), (name, k)
+    for k, h in a.hist.items():
+        g = b.hist[k]
+        assert np.array_equal(h.counts, g.counts), k
+        assert (h.lo, h.hi) == (g.lo, g.hi), k
