@@ -181,15 +181,20 @@ def test_worker_killed_mid_run_same_bits(scenario, local, client):
         if killed:
             return
         busy = [w for w, keys in client.processing().items() if keys and w in before]
-        if not busy:   # between tasks: try at the next fold
+        if not busy and done < total // 2:   # between tasks: try at the next fold
             return
-        os.kill(before[busy[0]], signal.SIGKILL)
-        killed.append(busy[0])
+        victim = busy[0] if busy else next(iter(before))   # late in the run: kill one anyway
+        os.kill(before[victim], signal.SIGKILL)
+        killed.append(victim)
 
-    res = mcsim.simulate(scenario, n_paths=N, seed=SEED, chunk_paths=40, engine="dask", scheduler=client,
+    # 20 chunks of 100 paths (tenths of a second each), so chunks are still running when the
+    # first ones are folded, however fast the machine
+    n = 2000
+    want = mcsim.simulate(scenario, n_paths=n, seed=SEED, chunk_paths=n, threads=1)
+    res = mcsim.simulate(scenario, n_paths=n, seed=SEED, chunk_paths=100, engine="dask", scheduler=client,
                          progress=kill_once)
     assert killed
-    _assert_same(local, res)
-    assert _summary(local) == _summary(res)
+    _assert_same(want, res)
+    assert _summary(want) == _summary(res)
     client.wait_for_workers(2, timeout=120)
     assert before[killed[0]] not in client.run(os.getpid).values()
