@@ -1,8 +1,9 @@
 """Test-session configuration.
 
-The suite runs on pytest-xdist workers (`addopts` in pyproject.toml: `-n auto --dist loadscope`,
-one module per worker at a time, so module-scoped fixtures run once). xdist hands modules out in
-collection order; the slowest modules are collected first (longest-first scheduling), so two
+The suite runs on pytest-xdist workers (`addopts` in pyproject.toml: `-n auto --dist loadscope
+--no-loadscope-reorder`, one module per worker at a time, so module-scoped fixtures run once).
+xdist hands modules out in collection order (without `--no-loadscope-reorder` it would sort them
+by test count, putting test_ci_smoke's two long tests last); the slowest modules are collected first (longest-first scheduling), so two
 workers finish together instead of one waiting for a long module handed out last. The weights are
 the modules' measured seconds (serial run, 2026-12-03); a module not listed keeps its place after
 them. `python -m pytest -n0` runs everything in one process.
