@@ -323,7 +323,7 @@ class _Engine:
         self.stack.close()
 
 
-def _simulate(scenario, args, label: str = "", monthly_sink=None):
+def _simulate(scenario, args, label: str = "", monthly_sink=None, path_store=None):
     from mcsim import simulate  # looked up on the package, so tests can substitute it
     n = scenario.run.paths
     chunk = scenario.run.chunk_paths
@@ -333,6 +333,8 @@ def _simulate(scenario, args, label: str = "", monthly_sink=None):
         kwargs.update(engine.kwargs(scenario))
     if monthly_sink is not None:
         kwargs["monthly_sink"] = monthly_sink
+    if path_store is not None:
+        kwargs["path_store"] = path_store
     from . import io
     from .engine import MONTHLY_LIMIT
 
@@ -382,21 +384,28 @@ def _print_json(args, summary: dict, path: Path | None = None) -> None:
         sys.stdout.write(json.dumps(to_jsonable(summary), indent=2, allow_nan=False) + "\n")
 
 
+STORE_DIR = ".per-path"   # the run's path store inside its staging directory (removed before commit)
+
+
 def cmd_run(args) -> int:
     from . import io, memory, metrics
 
     sets = _run_sets(args)
     scenario = _load(args.scenario, sets)
-    memory.check_run(scenario, summarize=True, write=True)
+    memory.check_run(scenario, summarize=True, write=True, stored=True)
     target = Path(args.out) if args.out else _default_out(args.scenario)
     io.check_target(target, args.force)
+    memory.check_disk(scenario, scenario.run.paths, target.parent if str(target.parent) else Path("."))
     with io.staged_dir(target, force=args.force) as tmp:
         writer = io.MonthlyWriter(tmp / "monthly.parquet") if args.monthly == "all" else None
-        result = _simulate(scenario, args, monthly_sink=writer)
+        # per-path rows go to disk chunk by chunk (mcsim.pathstore): memory does not grow with paths
+        result = _simulate(scenario, args, monthly_sink=writer, path_store=tmp / STORE_DIR)
         summary = metrics.summarize(result)
         io.write_result_files(result, tmp, summary=summary, overrides=sets,
                               extra={"command": ["mcsim", *sys.argv[1:]]}, report=not args.no_report,
                               monthly=args.monthly, monthly_writer=writer)
+        if hasattr(result.per_path, "close"):
+            result.per_path.close()     # the store is not a result file
     _say(args, f"{scenario.title or Path(args.scenario).stem}: {result.n_paths:,} paths x {result.n_steps} steps, "
                f"seed {result.seed}, {result.wall_time:.1f}s")
     _say(args, metrics.format_table(summary) + "\n" + metrics.table_legend(summary), table=True)

@@ -29,6 +29,7 @@ import pandas as pd
 from .market import BLOCK, MarketPaths, resolve_threads
 from .market.source import chunk_generator
 from .memory import check_market_run, check_replay, check_run
+from .pathstore import ColumnStore, StoredColumns, StoredPaths
 from .scenario import Scenario
 from .validation import check_instance_arg, check_int_arg
 from .strategies.kernel import run_paths
@@ -294,7 +295,7 @@ def _chunk_frame(spec: ChunkSpec, first, rows, sink_cols):
 class _Plan:
     """The run's accumulators: every chunk's `ChunkOut` is folded in, in path order."""
 
-    def __init__(self, spec: ChunkSpec, n_paths: int, threads: int | None):
+    def __init__(self, spec: ChunkSpec, n_paths: int, threads: int | None, path_store=None):
         self.spec = spec
         self.scenario = spec.scenario
         run = spec.scenario.run
@@ -305,12 +306,17 @@ class _Plan:
         self.names = spec.names
         self.threads = resolve_threads(threads)
         n_s = len(self.names)
-        self.out_path = records((n_s, n_paths), PATH_DT)
-        self.stats = np.zeros((n_s, n_paths, 3))             # ann_vol, sharpe, sortino
-        self.regime = np.zeros((n_paths, 2))                 # dominant, stressed share
+        # with a path store, per-path rows go to disk as chunks fold (`mcsim.pathstore`);
+        # otherwise they accumulate here
+        self.store = None if path_store is None else _open_store(path_store, n_s, n_paths)
+        held = 0 if self.store is not None else n_paths
+        self.out_path = records((n_s, held), PATH_DT)
+        self.stats = np.zeros((n_s, held, 3))                # ann_vol, sharpe, sortino
+        self.regime = np.zeros((held, 2))                    # dominant, stressed share
         # monthly rows kept for the first `kept` paths; the rest are reduced into `mstats`
+        # (with a store: only its histograms stay in memory, the per-path state goes to disk)
         self.kept = spec.kept
-        self.mstats = ([MonthlyStats.empty(n_paths, spec.n_full, run.initial_equity) for _ in range(n_s)]
+        self.mstats = ([MonthlyStats.empty(held, spec.n_full, run.initial_equity) for _ in range(n_s)]
                        if spec.streamed else None)
         rows = n_s * self.kept * self.n_months
         self.m_cols = {k: np.zeros(rows) for k in _MONTH_VALUES}
@@ -322,9 +328,12 @@ class _Plan:
         if c.first != self.folded:
             raise RuntimeError(f"engine: chunk at path {c.first} folded out of order (expected {self.folded})")
         sl = slice(c.first, c.first + c.rows)
-        self.out_path[:, sl] = c.path
-        self.stats[:, sl] = c.stats
-        self.regime[sl] = c.regime
+        if self.store is not None:
+            self._store_chunk(c)
+        else:
+            self.out_path[:, sl] = c.path
+            self.stats[:, sl] = c.stats
+            self.regime[sl] = c.regime
         if c.kept is not None:
             nm = self.n_months
             for s in range(len(self.names)):
@@ -333,17 +342,50 @@ class _Plan:
                 for k in _MONTH_VALUES:
                     self.m_cols[k][lo:hi] = c.kept[k][s]
                 self.m_short[lo:hi] = c.kept["shortfall"][s]
-        if self.mstats is not None:
+        if self.mstats is not None and self.store is None:
             for st, part in zip(self.mstats, c.mstats):
                 st.put(c.first, part)
         if sink is not None:
             sink(c.frame)
         self.folded = c.first + c.rows
 
+    def _store_chunk(self, c: ChunkOut) -> None:
+        """Write chunk `c`'s per-path rows (and per-path monthly reductions) into the store."""
+        n_s, rows = len(self.names), c.rows
+        cols = _path_columns(self.scenario.run, self.n_steps, c.path.reshape(n_s * rows),
+                             c.stats.reshape(n_s * rows, 3), np.tile(c.regime, (n_s, 1)))
+        for k, v in cols.items():
+            v = v.reshape(n_s, rows)
+            for s in range(n_s):
+                self.store.write(k, s, c.first, v[s])
+        if self.mstats is not None:
+            for s, (st, part) in enumerate(zip(self.mstats, c.mstats)):
+                for name in _MSTATS_STATE:
+                    for k, v in getattr(part, name).items():
+                        self.store.write(f"ms.{name}.{k}", s, c.first, v)
+                for k, h in part.hist.items():
+                    st.hist[k].merge(h)
+
+    def _stored_stats(self) -> dict:
+        out = {}
+        for s, (name, st) in enumerate(zip(self.names, self.mstats)):
+            full = MonthlyStats(self.n_paths, st.n_full, st.initial_equity, hist=st.hist)
+            for part in _MSTATS_STATE:
+                setattr(full, part, StoredColumns(self.store.store, f"ms.{part}.", s, getattr(st, part).keys()))
+            out[name] = full
+        return out
+
     def result(self, first_path, seed, chunk_paths, block_paths, wall):
-        stats = None if self.mstats is None else dict(zip(self.names, self.mstats))
+        if self.store is not None:
+            self.store = StoredPaths(self.store, self.names, PER_PATH_COLUMNS, first_path,
+                                     np.min_scalar_type(-len(self.names)))
+            stats = None if self.mstats is None else self._stored_stats()
+            per_path = self.store
+        else:
+            stats = None if self.mstats is None else dict(zip(self.names, self.mstats))
+            per_path = self._per_path(first_path)
         return Result(
-            per_path=self._per_path(first_path),
+            per_path=per_path,
             monthly=self._monthly_frame(first_path),
             scenario=self.scenario,
             seed=seed,
@@ -360,34 +402,13 @@ class _Plan:
         )
 
     def _per_path(self, first_path):
-        run = self.scenario.run
         n_s, P = len(self.names), self.n_paths
-        o = self.out_path.reshape(n_s * P)
-        init = run.initial_equity
-        final = o["final_equity"]
-        years = self.n_steps / run.steps_per_year
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            cagr = np.where(final > 0.0, np.power(np.maximum(final, 0.0) / init, 1.0 / years) - 1.0, -1.0)
-            won, lost = o["trades_won"].astype(np.float64), o["trades_lost"].astype(np.float64)
-            avg_win = np.where(won > 0, o["sum_win"] / np.maximum(won, 1.0), np.nan)
-            avg_loss = np.where(lost > 0, o["sum_loss"] / np.maximum(lost, 1.0), np.nan)
-        st = self.stats.reshape(n_s * P, 3)
         cols = {
             "strategy": _strategy_col(self.names, P),
             "path": np.tile(np.arange(first_path, first_path + P, dtype=np.int64), n_s),
-            "total_return": final / init - 1.0,
-            "cagr": cagr,
-            "ann_vol": st[:, 0],
-            "sharpe": st[:, 1],
-            "sortino": st[:, 2],
-            "ruined": o["min_equity"] < run.ruin_level * init,
-            "avg_win": avg_win,
-            "avg_loss": avg_loss,
-            "dominant_regime": np.tile(self.regime[:, 0].astype(np.int64), n_s),
-            "stressed_share": np.tile(self.regime[:, 1], n_s),
+            **_path_columns(self.scenario.run, self.n_steps, self.out_path.reshape(n_s * P),
+                            self.stats.reshape(n_s * P, 3), np.tile(self.regime, (n_s, 1))),
         }
-        for k in _COPIED:
-            cols[k] = o[k].copy()
         return pd.DataFrame({k: cols[k] for k in PER_PATH_COLUMNS}, copy=False)
 
     def _monthly_frame(self, first_path):
@@ -403,6 +424,46 @@ class _Plan:
             "partial": partial,
         }
         return pd.DataFrame({k: cols[k] for k in MONTHLY_COLUMNS}, copy=False)
+
+
+_MSTATS_STATE = ("sums", "counts", "m2", "negative", "yields")   # MonthlyStats' per-path dicts
+
+
+def _open_store(path_store, n_s: int, n_paths: int) -> ColumnStore:
+    try:
+        return ColumnStore(path_store, n_s, n_paths)
+    except FileExistsError:
+        raise ValueError(f"simulate: path_store = {str(path_store)!r} is not allowed (it already exists; "
+                         "give a directory that does not exist yet)") from None
+
+
+def _path_columns(run, n_steps: int, o: np.ndarray, st: np.ndarray, regime: np.ndarray) -> dict:
+    """per_path columns but strategy and path, from PATH_DT records `o`, (ann_vol, sharpe,
+    sortino) rows `st` and (dominant, stressed share) rows `regime`, all row-aligned.
+    Elementwise only, so a chunk's rows get the same bits as the whole table's."""
+    init = run.initial_equity
+    final = o["final_equity"]
+    years = n_steps / run.steps_per_year
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        cagr = np.where(final > 0.0, np.power(np.maximum(final, 0.0) / init, 1.0 / years) - 1.0, -1.0)
+        won, lost = o["trades_won"].astype(np.float64), o["trades_lost"].astype(np.float64)
+        avg_win = np.where(won > 0, o["sum_win"] / np.maximum(won, 1.0), np.nan)
+        avg_loss = np.where(lost > 0, o["sum_loss"] / np.maximum(lost, 1.0), np.nan)
+    cols = {
+        "total_return": final / init - 1.0,
+        "cagr": cagr,
+        "ann_vol": st[:, 0].copy(),
+        "sharpe": st[:, 1].copy(),
+        "sortino": st[:, 2].copy(),
+        "ruined": o["min_equity"] < run.ruin_level * init,
+        "avg_win": avg_win,
+        "avg_loss": avg_loss,
+        "dominant_regime": regime[:, 0].astype(np.int64),
+        "stressed_share": regime[:, 1].copy(),
+    }
+    for k in _COPIED:
+        cols[k] = o[k].copy()
+    return cols
 
 
 def _split(rows: int, threads: int):
@@ -438,11 +499,12 @@ def simulate(scenario: Scenario, n_paths: int | None = None, seed: int | None = 
              chunk_paths: int | None = None, threads: int | None = None,
              progress: Callable[[int, int], None] | None = None, monthly_limit: int = MONTHLY_LIMIT,
              monthly_sink: Callable[[pd.DataFrame], None] | None = None, *, engine: str = "local",
-             scheduler=None) -> Result:
+             scheduler=None, path_store=None) -> Result:
     """Simulate every strategy of `scenario` (plus buy_and_hold and cash) on n_paths paths.
 
     Memory grows with n_paths (the per_path table), not with paths x months: the summary's
-    path-month metrics come from `Result.monthly_stats`, reduced chunk by chunk.
+    path-month metrics come from `Result.monthly_stats`, reduced chunk by chunk. With
+    `path_store` nothing grows with paths either: the per-path rows go to disk.
 
     Parameters
     ----------
@@ -467,6 +529,12 @@ def simulate(scenario: Scenario, n_paths: int | None = None, seed: int | None = 
     scheduler : str or distributed.Client, optional
         engine="dask" only: a scheduler address (``tcp://host:8786``) or a connected Client;
         default: a `LocalCluster` of one single-threaded worker process per CPU, for this call.
+    path_store : path, optional
+        A directory that does not exist yet: every chunk's per-path rows, and the per-path part
+        of `Result.monthly_stats`, are written there as chunks finish (`mcsim.pathstore`), and
+        `Result.per_path` is a `pathstore.StoredPaths` (columns read from disk on demand;
+        `.to_frame()` gives the same DataFrame as without a store; `.close()` removes the
+        directory). `mcsim run` uses one, so its memory does not grow with paths.
     """
     check_instance_arg("simulate", "scenario", scenario, Scenario, "a mcsim.Scenario (see mcsim.load_scenario)")
     run = scenario.run
@@ -496,17 +564,17 @@ def simulate(scenario: Scenario, n_paths: int | None = None, seed: int | None = 
     n_paths = run.paths if n_paths is None else n_paths
     seed = run.seed if seed is None else seed
     chunk = run.chunk_paths if chunk is None else chunk
-    check_run(scenario, n_paths, chunk)
+    check_run(scenario, n_paths, chunk, stored=path_store is not None)
     t0 = time.perf_counter()
     # the model, or a bootstrap of a price history, travels with the spec
     spec = ChunkSpec.build(scenario, n_paths, run.n_steps, monthly_limit=monthly_limit, streamed=True,
                            market=True)
     if engine == "dask":
-        plan = _Plan(spec, n_paths, 1)
+        plan = _Plan(spec, n_paths, 1, path_store)
         dask_engine.run_chunks(spec, seed, n_paths, chunk, threads or 1, monthly_sink is not None,
                                lambda c: _fold(plan, c, monthly_sink, progress), scheduler)
     else:
-        plan = _Plan(spec, n_paths, threads)
+        plan = _Plan(spec, n_paths, threads, path_store)
         n_u = scenario.n_underlyings
         rows = min(chunk, n_paths)
         buf = (np.empty((rows, run.n_steps + 1, n_u)), np.empty((rows, run.n_steps + 1, n_u)),

@@ -380,11 +380,16 @@ def _dictionary_columns(schema: pa.Schema) -> list[str]:
     return [f.name for f in schema if not pa.types.is_floating(f.type)]
 
 
+def _metadata(meta: dict) -> dict:
+    """`meta` as the Parquet schema metadata entry mcsim reads back (`read_provenance`)."""
+    return {METADATA_KEY: json.dumps(meta, default=_json_default).encode("utf-8")}
+
+
 def write_parquet(df: pd.DataFrame, path: str | Path, meta: dict) -> None:
     """Write `df` with `meta` (JSON) under the schema metadata key `mcsim`."""
     table = pa.Table.from_pandas(df, preserve_index=False)
     md = dict(table.schema.metadata or {})
-    md[METADATA_KEY] = json.dumps(meta, default=_json_default).encode("utf-8")
+    md.update(_metadata(meta))
     pq.write_table(table.replace_schema_metadata(md), path, compression="zstd",
                    use_dictionary=_dictionary_columns(table.schema))
 
@@ -475,7 +480,10 @@ def write_result_files(result, directory: str | Path, *, summary: dict | None = 
     prov = provenance(result, overrides=overrides, extra={**(extra or {}), **sub})
 
     def tables():
-        write_parquet(result.per_path, d / "paths.parquet", prov)
+        if hasattr(result.per_path, "write_parquet"):     # a run's table on disk (mcsim.pathstore)
+            result.per_path.write_parquet(d / "paths.parquet", _metadata(prov), _dictionary_columns)
+        else:
+            write_parquet(result.per_path, d / "paths.parquet", prov)
         if monthly == "first":
             write_parquet(mo, d / "monthly.parquet", prov)
         elif monthly == "all":

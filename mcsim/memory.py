@@ -240,8 +240,9 @@ def _n_strategies(scenario) -> int:
 
 
 def _phases(scenario, n_paths=None, chunk_paths=None, *, n_steps=None, market_rows=None,
-            summarize=False, write=False, n_strategies=None) -> dict:
-    """Live bytes at the peak of each phase of a simulate (+ summarize, + write)."""
+            summarize=False, write=False, n_strategies=None, stored=False) -> dict:
+    """Live bytes at the peak of each phase of a simulate (+ summarize, + write); `stored`:
+    with a path store (`simulate(path_store=...)`, what `mcsim run` does)."""
     from .io import MONTHLY_SUBSET_PATHS
 
     z = _sizes()
@@ -264,6 +265,8 @@ def _phases(scenario, n_paths=None, chunk_paths=None, *, n_steps=None, market_ro
     mo_new = rows_m * (z["mo_row"] - z["plan_month"])       # columns the frame adds to the plan's
     result_build = pp + mo_new + K * nm * 8 + rows_m * 2   # + np.repeat / mask temporaries
     frames = pp + rows_m * z["mo_row"]
+    if stored and streamed:
+        return _stored_phases(z, P, R, S, rows_m, market, chunk, summarize, write)
     out = {
         "market": market,
         "simulate": BASE_OVERHEAD + market + plan + max(chunk, result_build),
@@ -282,12 +285,33 @@ def _phases(scenario, n_paths=None, chunk_paths=None, *, n_steps=None, market_ro
     return out
 
 
+def _stored_phases(z, P, R, S, rows_m, market, chunk, summarize, write) -> dict:
+    """`_phases` with a path store: per-path rows live on disk; memory holds the chunk (its
+    per-path records and their columns on their way to the store), the kept monthly rows, the
+    histograms, and at summary/plot time a few per-path columns of a few strategies."""
+    from .pathstore import PARQUET_ROWS
+
+    fixed = rows_m * z["plan_month"] + S * z["mstats_fixed"]
+    per_chunk = S * R * (z["out_path"] + z["pp_row"] + z["mstats_path"] + 8 * 3) * 2
+    out = {"market": market, "simulate": BASE_OVERHEAD + market + fixed + chunk + per_chunk}
+    frames = rows_m * z["mo_row"]
+    cols = P * 8 * (8 + 3 * 5)      # a strategy's columns in use, + the pairs' aligned frames (3 live)
+    if summarize or write:
+        out["summarize"] = BASE_OVERHEAD + fixed + frames + int(0.55 * frames) + cols
+    if write:
+        arrow = min(P, PARQUET_ROWS) * z["pp_row"] * 3          # one row group: frame, Arrow, encoded
+        plots = frames + P * 8 * (S + 2)                          # the fan; final equity of every strategy
+        out["write"] = BASE_OVERHEAD + WRITE_OVERHEAD + fixed + frames + max(arrow, plots)
+    return out
+
+
 def estimate_run_bytes(scenario, n_paths=None, chunk_paths=None, *, n_steps=None,
-                       summarize=False, write=False) -> int:
+                       summarize=False, write=False, stored=False) -> int:
     """Peak bytes of `simulate(scenario, n_paths, chunk_paths=...)`; with `summarize`, also of
-    `metrics.summarize` on its result; with `write`, also of `io.write_result_files` (plots)."""
+    `metrics.summarize` on its result; with `write`, also of `io.write_result_files` (plots);
+    `stored`: with a path store (`mcsim run`), where per-path rows live on disk."""
     return max(_phases(scenario, n_paths, chunk_paths, n_steps=n_steps,
-                       summarize=summarize, write=write).values())
+                       summarize=summarize, write=write, stored=stored).values())
 
 
 def replay_log_rows(rules, n_steps: int, n_months: int) -> int:
@@ -384,6 +408,44 @@ def estimate_compare_bytes(scenarios) -> int:
 # checks
 
 
+PARQUET_ROW_BYTES = 80      # paths.parquet bytes per row, compressed (measured 75 at 1M paths)
+
+
+def disk_free(directory) -> int:
+    """Free bytes on the filesystem of `directory` (its nearest existing ancestor)."""
+    import shutil
+    from pathlib import Path
+
+    p = Path(directory).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return int(shutil.disk_usage(p).free)
+
+
+def store_bytes(scenario, n_paths=None) -> int:
+    """Disk bytes a `mcsim run` needs beside its result: the path store (every per-path column
+    and per-path monthly reduction of every strategy) and paths.parquet written from it."""
+    z = _sizes()
+    P = int(scenario.run.paths if n_paths is None else n_paths)
+    return _n_strategies(scenario) * P * (z["pp_row"] + z["mstats_path"] + PARQUET_ROW_BYTES)
+
+
+def check_disk(scenario, n_paths, directory) -> int:
+    """Refuse (one line) a `mcsim run` whose path store and paths.parquet do not fit on the
+    disk of `directory` (where the staging directory goes); returns the bytes needed."""
+    need = store_bytes(scenario, n_paths)
+    free = disk_free(directory)
+    if need > free:
+        P = int(scenario.run.paths if n_paths is None else n_paths)
+        fit = int(P * free / need)
+        raise MemoryBudgetError(
+            f"disk: a run of {P:,} paths x {_n_strategies(scenario)} strategies needs about {format_bytes(need)} "
+            f"on disk while it runs (its per-path rows and paths.parquet), more than the "
+            f"{format_bytes(free)} free under {directory}; reduce --paths (run.paths; about {fit:,} fit) "
+            f"or choose an --out on a larger disk")
+    return need
+
+
 def check(estimate: int, what: str, advice: str) -> None:
     """Raise MemoryBudgetError (one line) if `estimate` bytes exceed the budget."""
     budget, desc = budget_bytes()
@@ -426,17 +488,17 @@ def _run_advice(scenario, n_paths, chunk_paths, n_steps=None, **kw) -> str:
 
 
 def check_run(scenario, n_paths=None, chunk_paths=None, *, n_steps=None, summarize=False,
-              write=False, what: str | None = None) -> int:
+              write=False, what: str | None = None, stored=False) -> int:
     """Refuse a `simulate` (+ summarize, + write) that cannot fit; returns the estimate."""
     est = estimate_run_bytes(scenario, n_paths, chunk_paths, n_steps=n_steps, summarize=summarize,
-                             write=write)
+                             write=write, stored=stored)
     budget, _ = budget_bytes()
     if est > budget:
         P, R, n, nm, U, G = _dims(scenario, n_paths, chunk_paths, n_steps)
         what = what or (f"a run of {P:,} paths x {n:,} steps x {_n_strategies(scenario)} strategies "
                         f"(chunks of {R:,} paths)")
         check(est, what, _run_advice(scenario, n_paths, chunk_paths, n_steps, summarize=summarize,
-                                     write=write))
+                                     write=write, stored=stored))
     return est
 
 

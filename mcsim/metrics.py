@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from .kinds import kind_info
+from .pathstore import strategy_groups
 from .scenario import BASELINE_NAMES
 
 __all__ = [
@@ -655,20 +656,9 @@ def comparison_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
     return pairs + [(a, b) for i, a in enumerate(base) for b in base[i + 1:]]
 
 
-def _strategy_groups(df: pd.DataFrame) -> dict:
-    """{strategy: its rows}, as `df.groupby("strategy", sort=False)` gives them; when every
-    category of a categorical column holds one contiguous run of rows (the engine's tables,
-    strategy-major), the groups are row slices (views) instead of copies of every column."""
-    col = df["strategy"] if "strategy" in df.columns else None
-    if col is not None and isinstance(col.dtype, pd.CategoricalDtype) and len(col):
-        codes = col.cat.codes.to_numpy()
-        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-        run_codes = codes[starts]
-        cats = col.cat.categories
-        if (len(np.unique(run_codes)) == len(starts) == len(cats)) and run_codes.min() >= 0:
-            ends = np.r_[starts[1:], len(codes)]
-            return {cats[c]: df.iloc[a:b] for c, a, b in zip(run_codes.tolist(), starts.tolist(), ends.tolist())}
-    return {k: g for k, g in df.groupby("strategy", sort=False)}
+def _strategy_groups(df) -> dict:
+    """{strategy: its rows} (`pathstore.strategy_groups`)."""
+    return strategy_groups(df)
 
 
 def summarize_tables(per_path: pd.DataFrame, monthly: pd.DataFrame, ctx: SummaryContext,
@@ -703,9 +693,27 @@ def summarize_tables(per_path: pd.DataFrame, monthly: pd.DataFrame, ctx: Summary
 
         out["conventions"]["income_quantiles"] = bin_error_text()
     if pairs:
-        cache = {k: _by_path(g) for k, g in by_p.items()}
-        out["paired"] = [paired_comparison(per_path, a, b, cache) for a, b in comparison_pairs(names)]
+        out["paired"] = _all_pairs(per_path, by_p, comparison_pairs(names))
     return to_jsonable(out)
+
+
+def _all_pairs(per_path, by_p: dict, pairs: list) -> list[dict]:
+    """`paired_comparison` of every pair; each strategy's aligned columns are built once and
+    dropped after its last pair (so a stored table holds a few strategies' columns at a time)."""
+    last = {}
+    for i, (a, b) in enumerate(pairs):
+        last[a] = last[b] = i
+    cache: dict = {}
+    out = []
+    for i, (a, b) in enumerate(pairs):
+        for s in (a, b):
+            if s not in cache:
+                cache[s] = _by_path(by_p[s]) if s in by_p else _aligned(per_path, s)
+        out.append(paired_comparison(per_path, a, b, cache))
+        for s in (a, b):
+            if last[s] == i:
+                del cache[s]
+    return out
 
 
 NO_TRADE_SHARE = 0.5  # warn when an option strategy sells nothing on more than this share of paths
@@ -733,7 +741,7 @@ def trade_warnings(result) -> list[dict]:
     sc = result.scenario
     rules = {s.name: s for s in sc.strategies}
     out = []
-    for name, g in result.per_path.groupby("strategy", sort=False, observed=True):
+    for name, g in _strategy_groups(result.per_path).items():
         r = rules.get(str(name)) or rules.get(str(name).split(":", 1)[-1])
         if r is None or not kind_info(r.kind).has_options or len(g) == 0:
             continue

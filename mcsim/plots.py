@@ -93,6 +93,7 @@ PLOT_FILES = {
 }
 SWEEP_FILE = "sweep_heatmap.png"
 from .kinds import BASELINE_NAMES as BASELINES  # noqa: E402  (the one registry)
+from .pathstore import strategy_groups  # noqa: E402
 DPI = 110
 
 
@@ -254,13 +255,20 @@ def equity_fan_figure(monthly: pd.DataFrame, strategies: Sequence[str], initial_
 CDF_POINTS = 4000   # points of each drawn CDF at most
 
 
+def _column(groups: dict, strategy: str, col: str) -> np.ndarray:
+    """Strategy `strategy`'s column `col` as float64 (empty when the strategy has no rows)."""
+    g = groups.get(strategy)
+    return np.zeros(0) if g is None else g[col].to_numpy(dtype=np.float64)
+
+
 def drawdown_cdf_figure(per_path: pd.DataFrame, strategies: Sequence[str]) -> Figure:
     """CDF of max drawdown depth per strategy (one line each); 10/20/30/50% marked. Drawdowns
     are measured on equity plus cumulative withdrawals (spending is not a loss)."""
     fig = Figure(figsize=(6.4, 4.2), dpi=DPI, layout="constrained")
     ax = fig.subplots()
+    groups = strategy_groups(per_path)
     for s in strategies:
-        d = np.sort(-per_path.loc[per_path["strategy"] == s, "max_drawdown"].to_numpy(dtype=np.float64))
+        d = np.sort(-_column(groups, s, "max_drawdown"))
         y = np.arange(1, len(d) + 1) / max(len(d), 1)
         if len(d) > CDF_POINTS:
             # the step at CDF_POINTS evenly spaced ranks (and the last): off by at most
@@ -295,8 +303,9 @@ def frequencies_figure(per_path: pd.DataFrame, strategies: Sequence[str], years:
         axes[0].set_axis_off()
         return fig
     y = np.arange(len(events))
+    groups = strategy_groups(per_path)
     for ax, s in zip(axes, opts):
-        g = per_path[per_path["strategy"] == s]
+        g = groups[s] if s in groups else per_path.iloc[0:0]
         n = max(len(g), 1)
         sold = float(g["options_sold"].sum()) if "options_sold" in g.columns else 0.0
         per_year = np.array([float(g[c].sum()) / n / years for c in events])
@@ -322,7 +331,8 @@ def final_equity_figure(per_path: pd.DataFrame, strategies: Sequence[str], initi
     beyond the central 99% counted at the edges)."""
     fig = Figure(figsize=(6.8, 4.2), dpi=DPI, layout="constrained")
     ax = fig.subplots()
-    vals = {s: per_path.loc[per_path["strategy"] == s, "final_equity"].to_numpy(dtype=np.float64) for s in strategies}
+    groups = strategy_groups(per_path)
+    vals = {s: _column(groups, s, "final_equity") for s in strategies}
     hist = [s for s in strategies if s != "cash"]
     bins = _bins([vals[s] for s in hist] or [vals.get("cash", np.zeros(1))], 80)
     colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -409,7 +419,7 @@ def paired_figure(per_path: pd.DataFrame, strategies: Sequence[str], against: st
     (percentage points): mean, its paired 95% CI (shaded), zero, and P(strategy ends above).
     `summary` (metrics.summarize of the same result): its paired entries (strategy, against) are
     used instead of computing them again."""
-    from .metrics import _aligned, paired_comparison
+    from .metrics import _by_path, paired_comparison
 
     done = {(p["a"], p["b"]): p for p in (summary or {}).get("paired", [])}
 
@@ -417,15 +427,16 @@ def paired_figure(per_path: pd.DataFrame, strategies: Sequence[str], against: st
     rows, cols = _grid(max(len(others), 1))
     fig = Figure(figsize=(4.8 * cols, 3.4 * rows), dpi=DPI, layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    if against not in {str(x) for x in pd.unique(per_path["strategy"])} or not others:
+    groups = strategy_groups(per_path)
+    if against not in {str(x) for x in groups} or not others:
         axes[0].text(0.5, 0.5, f"no {against} to compare with", ha="center", va="center",
                      transform=axes[0].transAxes)
         axes[0].set_axis_off()
         return fig
-    aligned = {against: _aligned(per_path, against)}
+    aligned = {against: _by_path(groups[against])}
     base = aligned[against]["cagr"]
     for ax, s in zip(axes, others):
-        aligned[s] = _aligned(per_path, s)
+        aligned[s] = _by_path(groups[s])
         a = aligned[s]["cagr"]
         b = base if base.index.equals(a.index) else base.loc[a.index]
         d = 100.0 * (a.to_numpy(dtype=np.float64) - b.to_numpy(dtype=np.float64))

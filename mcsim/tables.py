@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .kinds import BASELINE_NAMES
+from .pathstore import strategy_groups
 
 __all__ = ["Metric", "METRICS", "summary_frame", "paired_frame", "event_columns", "event_label",
            "frequency_frame", "regime_frame", "income_columns", "withdrawals_on", "Z95"]
@@ -232,7 +233,7 @@ def event_columns(per_path: pd.DataFrame) -> list[str]:
     for c in per_path.columns:
         if c in _NOT_EVENTS or c.endswith("_sold") or c.startswith("trades_"):
             continue
-        if pd.api.types.is_integer_dtype(per_path[c].dtype):
+        if pd.api.types.is_integer_dtype(per_path.dtypes[c]):
             cols.append(c)
     known = [c for c in _EVENT_ORDER if c in cols]
     return known + sorted(c for c in cols if c not in known)
@@ -258,10 +259,11 @@ def frequency_frame(per_path: pd.DataFrame, strategies, years: float) -> pd.Data
     """One row per (option strategy, exit reason): events per path-year and per option sold."""
     rows = []
     events = event_columns(per_path)
+    groups = strategy_groups(per_path)
     for s in strategies:
         if s in BASELINE_NAMES:
             continue
-        g = per_path[per_path["strategy"] == s]
+        g = groups[s] if s in groups else per_path.iloc[0:0]
         n = max(len(g), 1)
         sold = float(g["options_sold"].sum())
         for c in events:

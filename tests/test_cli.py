@@ -90,7 +90,7 @@ def tiny(tmp_path) -> Path:
 # a stand-in engine: contract-conforming results for any scenario
 
 
-def fake_simulate(scenario, n_paths=None, seed=None, chunk_paths=None, progress=None):
+def fake_simulate(scenario, n_paths=None, seed=None, chunk_paths=None, progress=None, path_store=None):
     n = int(n_paths or scenario.run.paths)
     seed = int(scenario.run.seed if seed is None else seed)
     rng = np.random.default_rng(seed)
@@ -400,7 +400,7 @@ _SLOW_ENGINE = textwrap.dedent("""
     # A stand-in engine that never finishes; the last argument is a marker file it writes on entry.
     import pathlib, sys, time, mcsim, mcsim.cli
     marker = pathlib.Path(sys.argv[-1])
-    def slow(scenario, n_paths=None, seed=None, chunk_paths=None, progress=None):
+    def slow(scenario, n_paths=None, seed=None, chunk_paths=None, progress=None, path_store=None):
         marker.write_text("simulating")
         time.sleep(60)
     mcsim.simulate = slow

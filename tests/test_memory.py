@@ -193,8 +193,9 @@ def _cli_cases(tmp: Path):
     vals = ",".join(f"{i / 1000:.3f}" for i in range(1, 52))        # 51 x 51 > MAX_GRID_POINTS
     mo = "--set=strategies.put_spread_45d.sizing.max_open=1000"
     return {  # name: (argv, env, what the line must contain)
-        "paths_1e8": (["run", s, "--paths", "100000000"], {}, "memory:"),
-        "paths_1e7": (["run", s, "--paths", "100000000"], {}, "memory:"),   # path-months are streamed: 1e8 paths
+        # path-months are streamed and `run` keeps per-path rows on disk: 1e9 paths (the limit)
+        "paths_1e9": (["run", s, "--paths", "1000000000"], {}, "memory:"),
+        "paths_disk": (["run", s, "--paths", "2000000"], {"MCSIM_TEST_DISK_FREE": "1"}, "disk:"),
         "steps": (["run", s, "--set", "run.steps_per_year=100000", "--set", "run.horizon_years=100"], {},
                   "run.steps_per_year"),
         "paths_1e30": (["run", s, "--paths", str(10**30)], {}, "run.paths: "),
@@ -221,6 +222,8 @@ def test_cli_refusals_are_one_line_and_write_nothing(name, tmp_path, monkeypatch
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     monkeypatch.chdir(tmp_path)
+    if "MCSIM_TEST_DISK_FREE" in env:      # a full disk, without filling one
+        monkeypatch.setattr(memory, "disk_free", lambda d: int(env["MCSIM_TEST_DISK_FREE"]) << 30)
     out = tmp_path / name / "out"
     with pytest.raises(SystemExit) as ei:
         cli.main([*argv, "--out", str(out), "--quiet"])
