@@ -15,6 +15,12 @@ Everything is warmed up (numba compiled, caches loaded) first; each figure is th
   steps (`numpy_put_writer`: sells a 21-step put 5% OTM whenever flat, marks it daily with
   Black-Scholes, settles in cash at expiry; a simpler rule set than the wheel's, so the ratio
   flatters numpy);
+* mixed (`benchmarks/numpy_mixed.py`, `benchmarks/mixed.toml`): `simulate` and each strategy
+  kernel of the daily-entry wheel + weekly 4-open spread ladder scenario against its plain-numpy
+  twin, the same rules vectorised across paths with a Python loop over steps (`--mixed-paths`);
+* start-up (`benchmarks/bench_startup.py`, when present): `mcsim run spy_wheel --paths 1000`;
+* sweep (`benchmarks/bench_sweep.py`, with `--sweep-paths N`): 27 rule sets on one shared market
+  against 27 simulate calls;
 * end to end: `mcsim run scenarios/spy_wheel.toml --paths N --set run.horizon_years=1 --quiet`
   in a subprocess under `/usr/bin/time -v` (wall time, peak RSS), results written.
 
@@ -222,12 +228,27 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--rss-paths", default="1000000,2000000,4000000")
     ap.add_argument("--no-rss", action="store_true")
+    ap.add_argument("--mixed-paths", type=int, default=20_000, help="paths of the mixed benchmark (0: skip)")
+    ap.add_argument("--sweep-paths", type=int, default=0, help="paths of the 27-rule-set sweep (0: skip)")
+    ap.add_argument("--no-startup", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results.json"))
     a = ap.parse_args(argv)
     mcsim.simulate(mcsim.load_scenario(ROOT / "scenarios" / "spy_wheel.toml", ["run.horizon_years=0.1"]),
                    n_paths=200)   # warm-up: compile or load every kernel
     res = {"machine": machine(), "paths": a.paths, "repeat": a.repeat,
            "market": bench_market(a.paths, a.repeat), "strategies": bench_strategies(a.paths, a.repeat)}
+    if a.mixed_paths:
+        from numpy_mixed import bench_mixed
+
+        res["mixed"] = bench_mixed(a.mixed_paths, max(1, min(a.repeat, 3)))
+    if not a.no_startup and (ROOT / "benchmarks" / "bench_startup.py").exists():
+        from bench_startup import bench_startup
+
+        res["startup"] = bench_startup(a.repeat)
+    if a.sweep_paths:
+        from bench_sweep import bench_sweep
+
+        res["sweep"] = bench_sweep(a.sweep_paths, 1.0, max(1, min(a.repeat, 3)))
     if not a.no_rss:
         res["end_to_end"] = bench_end_to_end([int(x) for x in a.rss_paths.split(",") if x])
     m, s = res["market"], res["strategies"]
@@ -240,6 +261,23 @@ def main(argv=None) -> int:
     print(f"{'case':<42}{'path-steps/s':>14}{'ratio':>10}")
     for r in rows:
         print(f"{r[0]:<42}{r[1]:>14}{r[2]:>10}")
+    if "mixed" in res:
+        x = res["mixed"]
+        print(f"mixed scenario ({x['n_paths']:,} paths; numpy twin on {x['numpy_paths']:,}):")
+        print(f"{'  simulate, every strategy':<42}{_fmt(x['simulate_path_steps_per_s'], 'ps'):>14}"
+              f"{_fmt(x['ratio_simulate_vs_numpy'], 'x'):>10}")
+        for k in x["strategies"]:
+            print(f"{'  kernel ' + k:<42}{_fmt(x['kernel_path_steps_per_s'][k], 'ps'):>14}"
+                  f"{_fmt(x['ratio_kernel_vs_numpy'][k], 'x'):>10}")
+        print(f"{'  numpy twin, every strategy (baseline)':<42}{_fmt(x['numpy_total_path_steps_per_s'], 'ps'):>14}"
+              f"{'1.0x':>10}")
+    if "startup" in res:
+        print("start-up: " + ", ".join(f"{k} {v}" for k, v in res["startup"].items()
+                                       if not isinstance(v, (list, dict))))
+    if "sweep" in res:
+        w = res["sweep"]
+        print(f"sweep, {w['rule_sets']} rule sets x {w['paths']:,} paths: shared market {w['shared_s']:.1f} s, "
+              f"27 simulate calls {w['naive_s']:.1f} s, saving {w['saving_pct']:.0f}%")
     for n, e in res.get("end_to_end", {}).items():
         if "error" in e:
             print(f"mcsim run spy_wheel --paths {int(n):,} (1 year): failed: {e['error']}")
