@@ -389,6 +389,7 @@ STORE_DIR = ".per-path"   # the run's path store inside its staging directory (r
 
 def cmd_run(args) -> int:
     from . import io, memory, metrics
+    from .pathstore import StoredPaths
 
     sets = _run_sets(args)
     scenario = _load(args.scenario, sets)
@@ -404,7 +405,7 @@ def cmd_run(args) -> int:
         io.write_result_files(result, tmp, summary=summary, overrides=sets,
                               extra={"command": ["mcsim", *sys.argv[1:]]}, report=not args.no_report,
                               monthly=args.monthly, monthly_writer=writer)
-        if hasattr(result.per_path, "close"):
+        if isinstance(result.per_path, StoredPaths):
             result.per_path.close()     # the store is not a result file
     _say(args, f"{scenario.title or Path(args.scenario).stem}: {result.n_paths:,} paths x {result.n_steps} steps, "
                f"seed {result.seed}, {result.wall_time:.1f}s")

@@ -7,7 +7,8 @@ reduced as the chunk finishes: path-month data goes into each strategy's
 `streaming.MonthlyStats` (per-path moments, a fixed-bin histogram), and only the first
 `monthly_limit` paths keep their monthly rows (`Result.monthly`; `monthly_sink` receives every
 chunk's rows, for `--monthly all`). So memory grows with paths (the per_path table), never with
-paths x months or paths x steps. Every path is computed on its own and reductions over paths run
+paths x months or paths x steps; with `path_store` (what `mcsim run` uses) the per-path rows go to
+disk as chunks fold (`mcsim.pathstore`) and memory does not grow with paths either. Every path is computed on its own and reductions over paths run
 in path order at the end, so results are bit-identical for any chunk size and thread count.
 A chunk is one call of `run_chunk_task` (a `ChunkSpec` in, a `ChunkOut` out, picklable): the
 local engine calls it in a loop, the Dask engine (`mcsim/dask_engine.py`) as one task per chunk,
@@ -70,7 +71,8 @@ _STD_TINY = 1e-12        # a monthly std below this makes sharpe / sortino undef
 class Result:
     """Outcome of `simulate` / `run_strategies`.
 
-    per_path: one row per (strategy, path). monthly: one row per (strategy, path, month) of the
+    per_path: one row per (strategy, path) (a `pathstore.StoredPaths` on disk with
+    `simulate(path_store=...)`). monthly: one row per (strategy, path, month) of the
     first `monthly_paths` paths only (by default the first 10,000, `simulate(monthly_limit=...)`;
     every path for `run_strategies`, `replay` and backtests); columns as in docs/semantics.md
     "Result tables". monthly_stats: strategy -> `streaming.MonthlyStats`, the path-month

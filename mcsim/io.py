@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import ScenarioError
+from .pathstore import StoredPaths
 
 __all__ = [
     "MONTHLY_SUBSET_PATHS",
@@ -480,7 +481,7 @@ def write_result_files(result, directory: str | Path, *, summary: dict | None = 
     prov = provenance(result, overrides=overrides, extra={**(extra or {}), **sub})
 
     def tables():
-        if hasattr(result.per_path, "write_parquet"):     # a run's table on disk (mcsim.pathstore)
+        if isinstance(result.per_path, StoredPaths):     # a run's table on disk (mcsim.pathstore)
             result.per_path.write_parquet(d / "paths.parquet", _metadata(prov), _dictionary_columns)
         else:
             write_parquet(result.per_path, d / "paths.parquet", prov)

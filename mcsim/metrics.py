@@ -656,19 +656,14 @@ def comparison_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
     return pairs + [(a, b) for i, a in enumerate(base) for b in base[i + 1:]]
 
 
-def _strategy_groups(df) -> dict:
-    """{strategy: its rows} (`pathstore.strategy_groups`)."""
-    return strategy_groups(df)
-
-
 def summarize_tables(per_path: pd.DataFrame, monthly: pd.DataFrame, ctx: SummaryContext,
                      *, pairs: bool = True, monthly_stats: dict | None = None) -> dict:
     """Metrics of every strategy in `ctx.strategies` and the paired comparison of every pair.
 
     `monthly_stats` (strategy -> `streaming.MonthlyStats`, `Result.monthly_stats`): path-month
     metrics from the streamed reductions (quantiles from their histogram) instead of `monthly`."""
-    by_p = _strategy_groups(per_path)
-    by_m = _strategy_groups(monthly)
+    by_p = strategy_groups(per_path)
+    by_m = strategy_groups(monthly)
     empty_m = monthly.iloc[0:0]
     names = [s for s in ctx.strategies if s in by_p]
     out: dict[str, Any] = {
@@ -708,7 +703,7 @@ def _all_pairs(per_path, by_p: dict, pairs: list) -> list[dict]:
     for i, (a, b) in enumerate(pairs):
         for s in (a, b):
             if s not in cache:
-                cache[s] = _by_path(by_p[s]) if s in by_p else _aligned(per_path, s)
+                cache[s] = _by_path(by_p[s])
         out.append(paired_comparison(per_path, a, b, cache))
         for s in (a, b):
             if last[s] == i:
@@ -741,7 +736,7 @@ def trade_warnings(result) -> list[dict]:
     sc = result.scenario
     rules = {s.name: s for s in sc.strategies}
     out = []
-    for name, g in _strategy_groups(result.per_path).items():
+    for name, g in strategy_groups(result.per_path).items():
         r = rules.get(str(name)) or rules.get(str(name).split(":", 1)[-1])
         if r is None or not kind_info(r.kind).has_options or len(g) == 0:
             continue

@@ -2,7 +2,7 @@
 
 `simulate(..., path_store=DIR)` writes every chunk's per-path rows (the `per_path` columns, and
 the per-path part of each strategy's `streaming.MonthlyStats`) into DIR as they are folded, one
-raw little-endian file per column holding the rows strategy-major (`[strategy][path]`), and
+raw file per column holding the rows strategy-major (`[strategy][path]`, native byte order), and
 returns a Result whose `per_path` is a `StoredPaths`: a strategy's column is read from disk
 when a metric, a plot or the Parquet writer asks for it, so memory holds one column of one
 strategy at a time (8 bytes x paths), never the table. `StoredPaths.to_frame()` loads it whole,
@@ -57,8 +57,7 @@ class ColumnStore:
 
     def write(self, name: str, s: int, first: int, values: np.ndarray) -> None:
         v = np.ascontiguousarray(values)
-        dt = v.dtype.newbyteorder("<") if v.dtype.byteorder == ">" else v.dtype
-        v = v.astype(dt, copy=False)
+        dt = v.dtype
         if v.ndim != 1 or first < 0 or first + len(v) > self.n_paths or not 0 <= s < self.n_strategies:
             raise ValueError(f"ColumnStore.write: rows [{first}, {first + len(v)}) of strategy {s} "
                              f"outside {self.n_strategies} x {self.n_paths}")
@@ -118,10 +117,6 @@ class StrategyRows:
             return pd.Series(self._t.values(key, self._s), name=key, copy=False)
         return pd.DataFrame({k: self._t.values(k, self._s) for k in key}, copy=False)
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (len(self), len(self.columns))
-
 
 class StoredPaths:
     """`Result.per_path` of a run with a path store: the table's rows are on disk.
@@ -143,9 +138,11 @@ class StoredPaths:
     def __len__(self) -> int:
         return len(self.strategies) * self.n_paths
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (len(self), len(self.columns))
+    def _strategy_column(self) -> pd.Categorical:
+        """The `strategy` column of the whole table (strategy-major)."""
+        return pd.Categorical.from_codes(
+            np.repeat(np.arange(len(self.strategies), dtype=self._codes_dtype), self.n_paths),
+            categories=list(self.strategies))
 
     @property
     def dtypes(self) -> pd.Series:
@@ -173,7 +170,7 @@ class StoredPaths:
         return StrategyRows(self, self.strategies.index(strategy))
 
     def groups(self) -> dict:
-        """{strategy: its StrategyRows}, like `metrics._strategy_groups` of a DataFrame."""
+        """{strategy: its StrategyRows}, like `strategy_groups` of a DataFrame."""
         return {name: StrategyRows(self, s) for s, name in enumerate(self.strategies)}
 
     def frame(self, s: int, lo: int = 0, hi: int | None = None) -> pd.DataFrame:
@@ -184,9 +181,7 @@ class StoredPaths:
         """The whole table in memory: the DataFrame `simulate` returns without a store."""
         parts = [self.frame(s) for s in range(len(self.strategies))]
         df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(self.columns))
-        df["strategy"] = pd.Categorical.from_codes(
-            np.repeat(np.arange(len(self.strategies), dtype=self._codes_dtype), self.n_paths),
-            categories=list(self.strategies))
+        df["strategy"] = self._strategy_column()   # concat may widen the codes' dtype
         return df
 
     def __getitem__(self, col: str) -> pd.Series:
@@ -194,9 +189,7 @@ class StoredPaths:
         if not isinstance(col, str):
             raise TypeError("StoredPaths[...] takes one column name; use rows(strategy) or to_frame()")
         if col == "strategy":
-            return pd.Series(pd.Categorical.from_codes(
-                np.repeat(np.arange(len(self.strategies), dtype=self._codes_dtype), self.n_paths),
-                categories=list(self.strategies)), name=col)
+            return pd.Series(self._strategy_column(), name=col)
         return pd.Series(np.concatenate([self.values(col, s) for s in range(len(self.strategies))])
                          if self.strategies else np.zeros(0), name=col, copy=False)
 
