@@ -7,8 +7,12 @@ out=...)`), after a warm-up, and prints path-steps/s. A plain numpy GBM (per-chu
 `Generator.standard_normal`, cumsum, exp into the same buffers, one thread) is measured in the
 same run for comparison. The stochastic-vol model (Heston, QE scheme, 3 regimes switching the
 long-run variance, jumps, the 30-day ATM IV) is timed the same way, with its variance path kept
-(one more float64 array per chunk, as `simulate_market` keeps it). Also a one-shot `generate_market` of all paths (allocating ~17 bytes per
-path-step). Peak memory: tracemalloc (numpy allocations) and ru_maxrss (whole process).
+(one more float64 array per chunk, as `simulate_market` keeps it), on the given threads and on
+one (the scaling), beside the draws alone (`rng_floor`: a price normal, a variance normal and a
+regime uniform per path-step from the same block generators, no arithmetic): no kernel that keeps
+mcsim's random streams can beat that figure. Also a one-shot `generate_market` of all paths
+(allocating ~17 bytes per path-step). Peak memory: tracemalloc (numpy allocations) and ru_maxrss
+(whole process).
 """
 
 from __future__ import annotations
@@ -21,10 +25,14 @@ import time
 import tracemalloc
 from pathlib import Path
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+from numba import njit
 
 import mcsim
 from mcsim.market import BLOCK, generate_market, market_params, resolve_threads
+from mcsim.market.streams import block_generator, variance_generator
 
 GBM = """
 [run]
@@ -101,6 +109,34 @@ def bench_oneshot(params, n_paths, threads, seed=1):
     return n_paths * params.n_steps / dt, dt, nbytes
 
 
+@njit(cache=True, nogil=True)
+def _heston_draws(gen, vgen, n_steps):
+    """The draws a 3-regime Heston path-step needs at least (price normal, variance normal,
+    regime uniform; jumps draw only when one lands), and nothing else."""
+    s = 0.0
+    for _ in range(n_steps):
+        s += gen.standard_normal() + vgen.standard_normal() + gen.random()
+    return s
+
+
+def rng_floor(n_paths, n_steps, threads, repeat, seed=1):
+    """Path-steps/s of the Heston draws alone, block by block on `threads` threads: the
+    ceiling of any kernel that keeps the random streams of mcsim.market.streams."""
+    n_blocks = max(1, n_paths // BLOCK)
+    _heston_draws(block_generator(seed, 0), variance_generator(seed, 0), 10)
+
+    def run(b):
+        _heston_draws(block_generator(seed, b), variance_generator(seed, b), BLOCK * n_steps)
+
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=threads) as ex:
+            list(ex.map(run, range(n_blocks)))
+        best = min(best, time.perf_counter() - t0)
+    return n_blocks * BLOCK * n_steps / best
+
+
 def numpy_gbm(params, n_paths, chunk, repeat, seed=1):
     """Plain numpy GBM of the same model into the same kind of buffers (single thread)."""
     n = params.n_steps
@@ -144,6 +180,9 @@ def main(argv=None) -> int:
     r_gbm, t_gbm = bench_chunked(gbm, args.paths, args.chunk, threads, args.repeat)
     r_mer, t_mer = bench_chunked(mer, args.paths, args.chunk, threads, args.repeat)
     r_hes, t_hes = bench_chunked(hes, args.paths, args.chunk, threads, args.repeat)
+    r_hes1, _ = bench_chunked(hes, args.paths, args.chunk, 1, args.repeat)
+    r_floor = rng_floor(args.paths, hes.n_steps, threads, args.repeat)
+    r_floor1 = rng_floor(args.paths, hes.n_steps, 1, args.repeat)
     _, peak_chunked = tracemalloc.get_traced_memory()
     tracemalloc.reset_peak()
     r_np, t_np = numpy_gbm(gbm, args.paths, args.chunk, args.repeat)
@@ -157,6 +196,10 @@ def main(argv=None) -> int:
     print(f"  3-regime Merton (chunked)     {r_mer / 1e6:8.1f} M path-steps/s  ({t_mer:.3f} s)   target >= 100")
     print(f"  3-regime Heston + jumps       {r_hes / 1e6:8.1f} M path-steps/s  ({t_hes:.3f} s)   target >= 80; "
           f"Heston/numpy-GBM = {r_hes / r_np:.2f}x, Heston/Merton = {r_hes / r_mer:.2f}x")
+    print(f"  3-regime Heston, 1 thread     {r_hes1 / 1e6:8.1f} M path-steps/s                scaling "
+          f"{r_hes / r_hes1:.2f}x on {threads} thread(s)")
+    print(f"  Heston draws alone            {r_floor / 1e6:8.1f} M path-steps/s  ({threads} thread(s); "
+          f"{r_floor1 / 1e6:.1f}M on 1): the ceiling with mcsim's random streams")
     print(f"  GBM plain numpy (1 thread)    {r_np / 1e6:8.1f} M path-steps/s  ({t_np:.3f} s)   "
           f"numba/numpy = {r_gbm / r_np:.2f}x")
     print(f"  GBM one-shot, all paths       {r_one / 1e6:8.1f} M path-steps/s  ({t_one:.3f} s, "
