@@ -18,13 +18,15 @@ Everything is warmed up (numba compiled, caches loaded) first; each figure is th
 * mixed (`benchmarks/numpy_mixed.py`, `benchmarks/mixed.toml`): `simulate` and each strategy
   kernel of the daily-entry wheel + weekly 4-open spread ladder scenario against its plain-numpy
   twin, the same rules vectorised across paths with a Python loop over steps (`--mixed-paths`);
-* start-up (`benchmarks/bench_startup.py`, when present): `mcsim run spy_wheel --paths 1000`;
+* start-up (`benchmarks/bench_startup.py`): `mcsim run spy_wheel --paths 1000` in a new process;
 * sweep (`benchmarks/bench_sweep.py`, with `--sweep-paths N`): 27 rule sets on one shared market
   against 27 simulate calls;
 * end to end: `mcsim run scenarios/spy_wheel.toml --paths N --set run.horizon_years=1 --quiet`
   in a subprocess under `/usr/bin/time -v` (wall time, peak RSS), results written.
 
-Writes the table and the machine's description to --out (JSON) so figures compare across commits.
+Ends with issue 13's targets, one line each: the target, this run's figure, met or not. Writes
+the table, the targets and the machine's description to --out (JSON) so figures compare across
+commits.
 """
 
 from __future__ import annotations
@@ -222,6 +224,39 @@ def _fmt(v, unit=""):
     return f"{v:,.1f}"
 
 
+def targets(res: dict) -> list[dict]:
+    """Issue 13's targets against this run's figures: one row each (target, measured, met)."""
+    rows = []
+
+    def row(name, measured, met):
+        rows.append({"target": name, "measured": measured, "met": met})
+
+    m = res["market"]
+    row("market: simulate_market >= 1.5x plain numpy GBM", f"{m['ratio']:.2f}x", m["ratio"] >= 1.5)
+    if "mixed" in res:
+        x = res["mixed"]["ratio_simulate_vs_numpy"]
+        row("mixed scenario: simulate >= 30x its plain-numpy twin", f"{x:.1f}x", x >= 30)
+    if "startup" in res:
+        t = res["startup"]["run_s"]
+        row("start-up: mcsim run spy_wheel --paths 1000 < 3 s", f"{t:.2f} s", t < 3.0)
+    if "sweep" in res:
+        w = res["sweep"]
+        row("sweep: 27 rule sets share one market per chunk (saving reported)",
+            f"{w['saving_pct']:.0f}% saved, {w['identity']['final_equity_bit_identical']}/{w['rule_sets']} identical"
+            if w.get("identity") else f"{w['saving_pct']:.0f}% saved", True)
+    e2e = {int(n): e for n, e in res.get("end_to_end", {}).items() if "error" not in e}
+    if 1_000_000 in e2e:
+        e = e2e[1_000_000]
+        row("1M-path command < 60 s wall", f"{e['wall_s']:.0f} s", e["wall_s"] < 60)
+        row("1M-path command peak RSS < 2 GB", _fmt(e["peak_rss_bytes"], "GB"), e["peak_rss_bytes"] < 2e9)
+    big = sorted(e2e)
+    if len(big) >= 2 and big[0] >= 1_000_000:
+        r0, r1 = e2e[big[0]]["peak_rss_bytes"], e2e[big[-1]]["peak_rss_bytes"]
+        row(f"peak RSS flat from {big[0]:,} to {big[-1]:,} paths",
+            " / ".join(_fmt(e2e[n]["peak_rss_bytes"], "GB") for n in big), r1 < 2e9 and r1 < 2 * r0)
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--paths", type=int, default=100_000)
@@ -241,7 +276,7 @@ def main(argv=None) -> int:
         from numpy_mixed import bench_mixed
 
         res["mixed"] = bench_mixed(a.mixed_paths, max(1, min(a.repeat, 3)))
-    if not a.no_startup and (ROOT / "benchmarks" / "bench_startup.py").exists():
+    if not a.no_startup:
         from bench_startup import bench_startup
 
         res["startup"] = bench_startup(a.repeat)
@@ -284,6 +319,10 @@ def main(argv=None) -> int:
         else:
             print(f"mcsim run spy_wheel --paths {int(n):,} (1 year): {e['wall_s']:.1f} s wall, peak RSS "
                   f"{_fmt(e['peak_rss_bytes'], 'GB')}, wrote {e.get('output_bytes', 0) / 2**20:,.0f} MiB")
+    res["targets"] = targets(res)
+    print(f"{'target':<66}{'measured':>30}  met")
+    for t in res["targets"]:
+        print(f"{t['target']:<66}{t['measured']:>30}  {'yes' if t['met'] else 'NO'}")
     Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
     print(f"wrote {a.out}")
     return 0
