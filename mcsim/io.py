@@ -494,18 +494,26 @@ def write_result_files(result, directory: str | Path, *, summary: dict | None = 
     if monthly != "none":
         files.append("monthly.parquet")
     # the Parquet files are encoded and compressed by Arrow without the GIL: written on a second
-    # thread while matplotlib draws the plots on this one
-    with ThreadPoolExecutor(1) as pool:
-        written = pool.submit(tables)
-        try:
-            if plots:
-                from . import plots as _plots
+    # thread while matplotlib draws the plots on this one and (plots.start_plots) in a forked
+    # child, which is started first, while this process has no other thread
+    job = None
+    if plots:
+        from . import plots as _plots
 
-                files += _plots.write_plots(result, d, summary=summary)
-        except BaseException:
-            written.exception()     # wait for the writer; the plot's error is the one raised
-            raise
-        written.result()
+        job = _plots.start_plots(result, d, summary=summary)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            written = pool.submit(tables)
+            try:
+                if job is not None:
+                    files += job.finish()
+            except BaseException:
+                written.exception()     # wait for the writer; the plot's error is the one raised
+                raise
+            written.result()
+    finally:
+        if job is not None:
+            job.abort()     # a child still drawing when something failed: stopped before the staging is removed
     if report:
         files.append("report.html")
     write_json({"provenance": prov, "files": files, **summary}, d / "summary.json")
