@@ -2,8 +2,9 @@
 
 * In-process tests drive `mcsim.cli.main` with a stand-in engine (contract-conforming synthetic
   results) so the CLI, io and plots are tested without depending on the engine's numbers.
-* Subprocess tests: every bad-input case (exit 2, exactly one stderr line, no traceback), all
-  started at once to share the start-up cost; SIGINT mid-run leaves no result directory.
+* Bad input: every case in process (exit 2, exactly one stderr line, no traceback); one case of
+  each kind also as a subprocess, all started at once to share the start-up cost; SIGINT mid-run
+  leaves no result directory.
 * With the real engine: `mcsim run` end-to-end on a tiny scenario writes everything, and metrics
   recomputed from `paths.parquet` with pandas/numpy equal summary.json.
 """
@@ -342,12 +343,13 @@ def _bad_input_cases(tmp_path: Path, tiny: Path) -> dict:
     existing.mkdir()
     (existing / "keep").write_text("x")
     return {
-        # the cases of the issue, each also as a real subprocess
+        # the cases of the issue; one of each kind of failure (file, TOML, scenario value, output,
+        # argparse) also as a real subprocess, end to end
         "missing file": (["run", tmp_path / "nope.toml"], "nope.toml", True),
         "unreadable toml": (["run", bad_toml], "not valid TOML", True),
-        "unknown key": (["run", unknown], "run.pathz", True),
+        "unknown key": (["run", unknown], "run.pathz", False),
         "bad value": (["run", tiny, "--set", "strategies.wheel.put.delta=1.5"], "strategies.wheel.put.delta", True),
-        "unknown strategy in --set": (["run", tiny, "--set", "strategies.nope.put.delta=0.2"], "strategies.nope", True),
+        "unknown strategy in --set": (["run", tiny, "--set", "strategies.nope.put.delta=0.2"], "strategies.nope", False),
         "existing output": (["run", tiny, "--out", existing], "--force", True),
         "bad --paths": (["run", tiny, "--paths", "0"], "--paths", True),
         # the same handling on the other commands, in process

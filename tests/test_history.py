@@ -15,6 +15,7 @@ import math
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -171,8 +172,17 @@ early_assignment = false
 """
 
 
-def test_cli_bad_files_exit_2(tmp_path):
-    """The four bad files of the issue, through `mcsim validate` and `mcsim run`: exit 2, one line."""
+# warnings Python's default filters print on a terminal (a subprocess would show them on stderr)
+_SHOWN = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
+
+
+def test_cli_bad_files_exit_2(tmp_path, capsys, monkeypatch):
+    """The four bad files of the issue, through `mcsim validate`, `mcsim run` and `mcsim calibrate`:
+    exit 2, one line naming the file, no traceback, nothing written. In process (`cli.main`, the
+    console script's entry point), every command on every file; one case also as a real
+    `python -m mcsim` process, end to end."""
+    from mcsim import cli
+
     cases = {}
     df = _frame()
     cases["missing"] = df.drop(columns=["SPY"])
@@ -186,7 +196,8 @@ def test_cli_bad_files_exit_2(tmp_path):
     d["SPY"] = d["SPY"].astype(object)
     d.loc[40, "SPY"] = "abc"
     cases["text"] = d
-    procs = []
+    monkeypatch.chdir(tmp_path)
+    commands = []
     for name, frame in cases.items():
         _csv(tmp_path, frame, f"{name}.csv")
         sc = tmp_path / f"{name}.toml"
@@ -194,15 +205,28 @@ def test_cli_bad_files_exit_2(tmp_path):
         for cmd in (["validate", str(sc)], ["run", str(sc), "--out", str(tmp_path / f"out-{name}")],
                     ["calibrate", str(tmp_path / f"{name}.csv"), "--underlyings", "SPY",
                      "--out", str(tmp_path / f"{name}-cal.toml")]):
-            procs.append((name, subprocess.Popen([sys.executable, "-m", "mcsim", *cmd], stdout=subprocess.PIPE,
-                                                 stderr=subprocess.PIPE, text=True, cwd=tmp_path)))
-    for name, p in procs:
-        out, err = p.communicate(timeout=300)
-        assert p.returncode == 2, (name, err)
+            commands.append((name, cmd))
+    # the console script end to end, on one of them (started first, checked last)
+    name_sub, cmd_sub = commands[-2]  # `mcsim run` on the text file
+    proc = subprocess.Popen([sys.executable, "-m", "mcsim", *cmd_sub], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    for name, cmd in commands:
+        with warnings.catch_warnings(record=True) as caught, pytest.raises(SystemExit) as e:
+            warnings.simplefilter("always")
+            cli.main(cmd)
+        err = capsys.readouterr().err
+        assert e.value.code == 2, (name, cmd, err)
         lines = err.strip().splitlines()
-        assert len(lines) == 1 and "Traceback" not in err, err
-        assert f"{name}.csv" in lines[0]
+        assert len(lines) == 1 and "Traceback" not in err, (cmd, err)
+        assert f"{name}.csv" in lines[0], (cmd, err)
+        shown = [str(w.message) for w in caught if not issubclass(w.category, _SHOWN)]
+        assert not shown, (cmd, shown)  # a warning would be a second line on the terminal
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, (name_sub, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err and f"{name_sub}.csv" in lines[0], err
     assert not any((tmp_path / f"out-{n}").exists() for n in cases)
+    assert not any((tmp_path / f"{n}-cal.toml").exists() for n in cases)
 
 
 # --------------------------------------------------------------------------------------------

@@ -330,18 +330,19 @@ def test_printed_table_has_shortfall_legend_and_json_quiet(tiny, tmp_path, fake_
     legend = text[head + 5]  # under the 4 rows: wheel, spread, buy_and_hold, cash
     assert legend.startswith("legend: ") and "P(shortfall) = " in legend
     assert "maxDD = max drawdown of equity + withdrawals" in legend
-    # without withdrawals: no P(shortfall) column
-    assert cli.main(["run", str(tiny), "--paths", "40", "--out", str(tmp_path / "n")]) == 0
-    assert "P(shortfall)" not in capsys.readouterr().out.split("legend:")[0]
+    # without withdrawals: no P(shortfall) column; --no-report (one run for both): no report.html
+    assert cli.main(["run", str(tiny), "--paths", "40", "--out", str(tmp_path / "x"), "--no-report"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("strategy") or "\nstrategy" in printed
+    assert "P(shortfall)" not in printed.split("legend:")[0]
+    assert not (tmp_path / "x" / "report.html").exists()
+    assert "report.html" not in io.read_marker(tmp_path / "x")["files"]
     # --json: exactly summary.json on stdout; --quiet: nothing
     assert cli.main(["run", str(tiny), "--paths", "40", "--out", str(tmp_path / "j"), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads((tmp_path / "j" / "summary.json").read_text())
     assert cli.main(["run", str(tiny), "--paths", "40", "--out", str(tmp_path / "q"), "--quiet"]) == 0
     assert capsys.readouterr().out == ""
-    assert cli.main(["run", str(tiny), "--paths", "40", "--out", str(tmp_path / "x"), "--no-report", "--quiet"]) == 0
-    assert not (tmp_path / "x" / "report.html").exists()
-    assert "report.html" not in io.read_marker(tmp_path / "x")["files"]
 
 
 def test_compare_set_routes_strategy_keys_and_applies_the_rest(tiny, tmp_path, fake_engine, capsys):  # noqa: F811

@@ -4,8 +4,9 @@ named in one line, no silent coercion.
 Each case asserts the exit status, exactly one line on stderr without a traceback or raw control
 characters, and that nothing on disk changed (a snapshot of every file's bytes before and after).
 In-process cases drive `mcsim.cli.main` with the stand-in engine of test_cli (the refusals happen
-before any simulation); the cases that need a real process (HOME, SIGKILL, a read-only install)
-run `python -m mcsim`.
+before any simulation); the cases that need a real process (SIGKILL, a read-only install) run
+`python -m mcsim`. The home directory case sets $HOME for the test (mcsim reads it through
+os.path.expanduser).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from mcsim import cli, io, memory
 from mcsim.scenario import MAX_STRATEGIES, load_scenario, parse_scenario
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_cli import _SLOW_ENGINE, TINY, _mcsim, fake_replay, fake_simulate  # noqa: E402
+from test_cli import _SLOW_ENGINE, TINY, fake_replay, fake_simulate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,16 +94,14 @@ def fails(args, capsys, code=2, want="") -> str:
 # 1. --force replaces only what mcsim wrote
 
 
-def test_force_on_the_home_directory_refused_and_untouched(tiny, tmp_path):
+def test_force_on_the_home_directory_refused_and_untouched(tiny, tmp_path, fake_engine, capsys, monkeypatch):
     home = tmp_path / "h"
     (home / "docs").mkdir(parents=True)
     (home / "docs" / "thesis.tex").write_bytes(b"\\chapter{Years of work}\n" * 100)
     before = snapshot(home)
-    env = {**os.environ, "HOME": str(home)}
-    p = _mcsim("run", tiny, "--paths", "20", "--out", home, "--force", cwd=tmp_path, env=env)
-    _, err = p.communicate(timeout=300)
-    assert p.returncode == 2
-    one_line(err, "home directory")
+    monkeypatch.setenv("HOME", str(home))  # what `~` means to mcsim (os.path.expanduser)
+    monkeypatch.chdir(tmp_path)
+    fails(["run", tiny, "--paths", "20", "--out", home, "--force"], capsys, 2, "home directory")
     assert snapshot(home) == before
 
 
