@@ -410,6 +410,13 @@ _SLOW_ENGINE = textwrap.dedent("""
 """)
 
 
+def _as_from_a_terminal():
+    """preexec_fn: SIGINT at its default in the child, as in a shell a user presses Ctrl-C in.
+    A command started in the background of a non-interactive shell inherits SIGINT ignored
+    (and then rightly ignores it); this suite may be started that way, the tests must not be."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt_when(proc, ready, timeout=60.0):
     t0 = time.time()
     while not ready():
@@ -426,7 +433,7 @@ def test_sigint_mid_run_leaves_no_result(tiny, tmp_path):
     out = tmp_path / "results" / "tiny"
     marker = tmp_path / "simulating"
     p = subprocess.Popen([sys.executable, "-c", _SLOW_ENGINE, "run", str(tiny), "--out", str(out), str(marker)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_as_from_a_terminal)
     _, err = _interrupt_when(p, marker.exists)
     assert p.returncode == 130 and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not out.exists() and not (tmp_path / "results").exists()
@@ -505,7 +512,7 @@ def test_run_end_to_end_and_recompute_from_parquet(tiny, tmp_path):
 def test_real_engine_sigint_mid_run_leaves_no_result(tiny, tmp_path):
     out = tmp_path / "results" / "big"
     p = _mcsim("run", tiny, "--paths", "60000", "--chunk-paths", "1024", "--set", "run.horizon_years=5",
-               "--out", out, cwd=tmp_path)
+               "--out", out, cwd=tmp_path, preexec_fn=_as_from_a_terminal)
 
     seen = []
 
