@@ -184,20 +184,29 @@ def open_spread(t, m, u, equity, mk, rules, book, out):
                       np.int64(Leg.SPREAD), e), (ks, kl, c, credit, iv), mk, rules, book, out)
 
 
+@njit(cache=True, nogil=True, _nrt=False, inline="always")
+def _shares_for(dollars, price, p, book):
+    """Shares a buy of `dollars` gets at `price` ($ per share), capped by free cash: lots of 100
+    under integer sizing; 0.0 when that is below MIN_CONTRACTS contracts (no trade)."""
+    budget = min(dollars, max(book.st[0].cash - reserved_cash(book), 0.0))
+    if p.integer != 0:
+        n = 100.0 * np.floor(budget / (100.0 * price))
+    else:
+        n = budget / price
+    if not (n / 100.0 >= MIN_CONTRACTS):
+        return 0.0
+    return n
+
+
 @njit(cache=True, nogil=True, _nrt=False)
 def buy_shares(t, m, u, equity, mk, rules, book, out):
     """covered_call: buy shares of u with position_fraction x equity / n_su ($), capped by free
     cash, at the close plus slippage_per_share; lots of 100 under integer sizing."""
     p = rules.p[0]
     price = mk.spot[t, u] + p.slippage
-    alloc = p.position_fraction * equity / rules.su.shape[0]
     st = book.st[0]
-    budget = min(alloc, max(st.cash - reserved_cash(book), 0.0))
-    if p.integer != 0:
-        shares = 100.0 * np.floor(budget / (100.0 * price))
-    else:
-        shares = budget / price
-    if not (shares / 100.0 >= MIN_CONTRACTS):
+    shares = _shares_for(p.position_fraction * equity / rules.su.shape[0], price, p, book)
+    if shares == 0.0:
         return
     st.cash -= shares * price
     h = book.hold[u]
@@ -226,12 +235,8 @@ def rebalance_shares(t, m, u, equity, mk, rules, book, out):
     integer = p.integer != 0
     if gap > 0.0:
         price = s + p.slippage
-        budget = min(gap, max(st.cash - reserved_cash(book), 0.0))
-        if integer:
-            n = 100.0 * np.floor(budget / (100.0 * price))
-        else:
-            n = budget / price
-        if not (n / 100.0 >= MIN_CONTRACTS):
+        n = _shares_for(gap, price, p, book)
+        if n == 0.0:
             return
         st.cash -= n * price
         total = h.shares + n
