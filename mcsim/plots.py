@@ -586,6 +586,8 @@ def _render(result, kinds: Sequence[str], directory: Path, summary: dict | None)
 # spy_wheel's: the income histograms and the per-regime bars, the two largest; this process
 # draws the five others beside the Parquet writer)
 CHILD_KINDS = ("income", "regimes")
+_CHILD = tuple(k for k in FIGURE_KINDS if k in CHILD_KINDS)      # in FIGURE_KINDS order
+_PARENT = tuple(k for k in FIGURE_KINDS if k not in CHILD_KINDS)
 
 
 class PlotJob:
@@ -597,14 +599,14 @@ class PlotJob:
         self.result, self.dir, self.summary, self.pid = result, directory, summary, pid
 
     def finish(self) -> list[str]:
-        child = [k for k in FIGURE_KINDS if k in CHILD_KINDS] if self.pid is not None else []
-        _render(self.result, [k for k in FIGURE_KINDS if k not in child], self.dir, self.summary)
-        if self.pid is not None:
+        forked = self.pid is not None
+        _render(self.result, _PARENT if forked else FIGURE_KINDS, self.dir, self.summary)
+        if forked:
             ok = self._wait() == 0
-            if not ok or not all((self.dir / PLOT_FILES[k]).is_file() for k in child):
+            if not ok or not all((self.dir / PLOT_FILES[k]).is_file() for k in _CHILD):
                 # the child failed: draw its plots here (an error in them is raised here, as
                 # when drawing in one process)
-                _render(self.result, child, self.dir, self.summary)
+                _render(self.result, _CHILD, self.dir, self.summary)
         return [PLOT_FILES[k] for k in FIGURE_KINDS]
 
     def _wait(self) -> int:
@@ -665,7 +667,7 @@ def start_plots(result, directory: str | Path, summary: dict | None = None, *, f
             try:
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                _render(result, [k for k in FIGURE_KINDS if k in CHILD_KINDS], d, summary)
+                _render(result, _CHILD, d, summary)
                 code = 0
             except BaseException:  # noqa: BLE001 - the parent draws these plots again and raises
                 pass
